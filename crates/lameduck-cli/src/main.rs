@@ -1,0 +1,58 @@
+//! The `lameduck` binary: parses arguments and hands each subcommand to its crate.
+//!
+//! Every subcommand lives in its own module here, which only turns flags into the typed
+//! configuration of a library crate and maps its result to an exit code.
+
+mod exit;
+mod lint;
+mod run;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::exit::Failure;
+
+/// Zero-downtime pod termination for Kubernetes, with evidence.
+#[derive(Debug, Parser)]
+#[command(name = "lameduck", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check Kubernetes manifests for zero-downtime pitfalls.
+    Lint(lint::Args),
+    /// Run a command as PID 1 with probes, drain policy and an optional drain proxy.
+    Run(run::RunArgs),
+    /// Sleep for a duration (a preStop hook for images without a shell).
+    Sleep(run::SleepArgs),
+    /// Ask the running wrapper to start draining and wait until its drain wait is over.
+    Wait(run::WaitArgs),
+    /// Probe an HTTP URL or tcp://host:port and exit 0 when it answers.
+    Probe(run::ProbeArgs),
+    /// Run the app as replicas behind emulated routers, roll it, and count failed requests.
+    Verify(verify::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(failure) => failure.report(),
+    }
+}
+
+fn dispatch(command: Command) -> Result<ExitCode, Failure> {
+    match command {
+        Command::Lint(args) => lint::main(args),
+        Command::Run(args) => run::run(args),
+        Command::Sleep(args) => run::sleep(args),
+        Command::Wait(args) => run::wait(args),
+        Command::Probe(args) => run::probe(args),
+        Command::Verify(args) => verify::main(args),
+    }
+}
