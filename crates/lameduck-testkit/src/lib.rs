@@ -1,0 +1,1 @@
+//! Test support shared by lameduck's integration tests.

@@ -1,0 +1,110 @@
+//! `/metrics`: the lifecycle and the drain as Prometheus text.
+
+use lameduck_core::{BudgetPlan, Phase, Trigger};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use tokio::time::Instant;
+
+use crate::Lameduck;
+use crate::serve::Protocol;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabel {
+    phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtocolLabel {
+    protocol: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NameLabel {
+    name: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// Renders the current state. Built per scrape from live counters: scrapes are rare, and this
+/// keeps the serving path free of metric bookkeeping beyond a few atomics.
+pub(crate) fn render(lameduck: &Lameduck) -> String {
+    let mut registry = Registry::with_prefix("lameduck");
+    let snapshot = lameduck.lifecycle().snapshot();
+    let now = Instant::now();
+
+    let phase = Family::<PhaseLabel, Gauge>::default();
+    let phase_seconds = Family::<PhaseLabel, FloatGauge>::default();
+    for p in Phase::ALL {
+        let label = PhaseLabel { phase: p.as_str().to_owned() };
+        phase.get_or_create(&label).set(i64::from(p == snapshot.phase));
+        phase_seconds.get_or_create(&label).set(snapshot.time_in(p, now).as_secs_f64());
+    }
+    registry.register("phase", "1 for the current lifecycle phase", phase);
+    registry.register("phase_seconds", "Time spent in each phase so far", phase_seconds);
+
+    let stats = lameduck.stats();
+    let connections = Family::<ProtocolLabel, Gauge>::default();
+    for protocol in Protocol::ALL {
+        let label = ProtocolLabel { protocol: protocol.as_str().to_owned() };
+        connections.get_or_create(&label).set(stats.open(protocol));
+    }
+    registry.register("open_connections", "Open connections by protocol", connections);
+
+    let shutdown = lameduck.shutdown();
+    let in_flight = Gauge::<i64>::default();
+    in_flight.set(i64::try_from(shutdown.activity().in_flight()).unwrap_or(i64::MAX));
+    registry.register("in_flight_requests", "Requests being handled", in_flight);
+    let requests = Counter::<u64>::default();
+    requests.inc_by(stats.requests());
+    registry.register("requests", "Requests received", requests);
+    let forced = Counter::<u64>::default();
+    forced.inc_by(stats.forced_closes());
+    registry.register("forced_closes", "Connections closed at the deadline with work open", forced);
+    let tasks = Gauge::<i64>::default();
+    tasks.set(i64::try_from(shutdown.tasks().len()).unwrap_or(i64::MAX));
+    registry.register("tracked_tasks", "Tracked long-running tasks still running", tasks);
+
+    let settings = shutdown.config().settings();
+    let config = Family::<NameLabel, FloatGauge>::default();
+    for (name, value) in [
+        ("grace", settings.grace),
+        ("prestop", settings.prestop),
+        ("safety_margin", settings.safety_margin),
+        ("min_wait", settings.min_wait),
+        ("quiet_window", settings.quiet_window),
+        ("max_wait", settings.max_wait),
+        ("close_timeout", settings.close_timeout),
+    ] {
+        config.get_or_create(&NameLabel { name: name.to_owned() }).set(value.as_secs_f64());
+    }
+    registry.register("config_seconds", "Drain settings in effect", config);
+
+    if let Some(started) = snapshot.entered(Phase::Draining) {
+        let trigger = snapshot.trigger.clone().unwrap_or(Trigger::Programmatic);
+        let plan = BudgetPlan::new(settings, &trigger, started);
+        let budget = Family::<NameLabel, FloatGauge>::default();
+        for (name, at) in [
+            ("drain_deadline", plan.drain_deadline),
+            ("force_close_at", plan.force_close_at),
+            ("exit_by", plan.exit_by),
+        ] {
+            let since = at.saturating_duration_since(started).as_secs_f64();
+            budget.get_or_create(&NameLabel { name: name.to_owned() }).set(since);
+        }
+        registry.register(
+            "budget_seconds",
+            "Deadlines of the running shutdown, in seconds after the drain started",
+            budget,
+        );
+    }
+
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut out, &registry);
+    out
+}

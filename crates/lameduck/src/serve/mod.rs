@@ -1,0 +1,183 @@
+//! HTTP serving with protocol-complete connection draining (HTTP/1.1, h2c, upgrades).
+//!
+//! What each phase means for a connection:
+//! - **Draining**: requests are served; HTTP/1 responses carry `Connection: close`, so keep-alive
+//!   clients reconnect (through routers that by then route elsewhere); HTTP/2 connections get a
+//!   graceful two-step GOAWAY and their open streams complete.
+//! - **Closing**: the listener is dropped. A connection idle for `idle_grace` is closed (closing a
+//!   connection the instant it goes idle races with the client's next request); a connection
+//!   that never sent a byte is closed after `first_byte_grace`; in-flight requests finish;
+//!   handlers of streams and upgraded connections see [`ClosingSignal`] fire.
+//! - **Forced close** (budget deadline): every connection left, upgraded ones included, is shut.
+
+mod body;
+mod conn;
+mod io;
+mod service;
+mod stats;
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto;
+use lameduck_core::{Phase, ShutdownReport};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use stats::ConnStats;
+pub use stats::Protocol;
+
+use crate::{Error, Lameduck};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A tower service that can answer HTTP requests on a lameduck server (an axum `Router`, a tonic
+/// `Routes`, a `tower::service_fn`, ...).
+pub trait HttpService<B>:
+    tower::Service<Request<Incoming>, Response = Response<B>, Error: Into<BoxError>, Future: Send + 'static>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> HttpService<B> for S where
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error: Into<BoxError>, Future: Send + 'static>
+        + Clone
+        + Send
+        + 'static
+{
+}
+
+/// A response body a lameduck server can send.
+pub trait ResponseBody: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static {}
+
+impl<B> ResponseBody for B where B: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static {}
+
+/// Put in every request's extensions: fires when Closing starts.
+///
+/// Handlers of long-lived responses (SSE, streams, WebSockets) should watch it and finish: at
+/// the forced close their connection is shut regardless. With axum:
+/// `Extension(closing): Extension<lameduck::ClosingSignal>`.
+#[derive(Debug, Clone)]
+pub struct ClosingSignal(CancellationToken);
+
+impl ClosingSignal {
+    /// Completes when Closing starts.
+    pub async fn closing(&self) {
+        self.0.cancelled().await
+    }
+
+    /// Whether Closing has started.
+    pub fn is_closing(&self) -> bool {
+        self.0.is_cancelled()
+    }
+
+    /// The underlying token.
+    pub fn token(&self) -> &CancellationToken {
+        &self.0
+    }
+}
+
+/// The future returned by [`Lameduck::serve`]: accepts until Closing, resolves once stopped.
+#[must_use = "a Serve does nothing until awaited"]
+pub struct Serve<S, B> {
+    body: std::marker::PhantomData<fn() -> B>,
+    lameduck: Lameduck,
+    listener: TcpListener,
+    service: S,
+    auto_ready: bool,
+}
+
+impl<S, B> std::fmt::Debug for Serve<S, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Serve").field("listener", &self.listener).field("auto_ready", &self.auto_ready).finish()
+    }
+}
+
+impl<S, B> Serve<S, B> {
+    pub(crate) fn new(lameduck: Lameduck, listener: TcpListener, service: S) -> Self {
+        Self { body: std::marker::PhantomData, lameduck, listener, service, auto_ready: true }
+    }
+
+    /// Do not mark the process ready when accepting starts; call [`Lameduck::mark_ready`] once
+    /// the app is ready (caches warm, dependencies reachable).
+    pub fn manual_ready(mut self) -> Self {
+        self.auto_ready = false;
+        self
+    }
+}
+
+/// Shared by every connection of one server.
+pub(crate) struct Shared {
+    pub(crate) lameduck: Lameduck,
+    pub(crate) builder: auto::Builder<TokioExecutor>,
+    pub(crate) closing: ClosingSignal,
+}
+
+impl<S, B> IntoFuture for Serve<S, B>
+where
+    S: HttpService<B>,
+    B: ResponseBody,
+{
+    type Output = Result<ShutdownReport, Error>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
+
+impl<S, B> Serve<S, B> {
+    async fn run(self) -> Result<ShutdownReport, Error>
+    where
+        S: HttpService<B>,
+        B: ResponseBody,
+    {
+        let Serve { lameduck, listener, service, auto_ready, .. } = self;
+        let shared = Arc::new(Shared {
+            closing: ClosingSignal(lameduck.closing_token()),
+            builder: auto::Builder::new(TokioExecutor::new()),
+            lameduck: lameduck.clone(),
+        });
+        if auto_ready {
+            lameduck.mark_ready();
+        }
+        let shutdown = lameduck.shutdown();
+        let closing = lameduck.lifecycle().reached(Phase::Closing);
+        tokio::pin!(closing);
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                () = &mut closing => break,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, _peer)) => {
+                    shutdown.activity().record_arrival();
+                    let connection = conn::drive(Arc::clone(&shared), stream, service.clone());
+                    shutdown.connections().spawn(connection);
+                }
+                Err(error) if is_per_connection(&error) => {}
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed; retrying in 50ms");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        drop(listener);
+        Ok(lameduck.stopped().await)
+    }
+}
+
+/// Errors that concern only the connection being accepted, not the listener.
+fn is_per_connection(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(error.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset)
+}
