@@ -144,15 +144,21 @@ impl Shutdown {
         let mut abandoned_tasks = Vec::new();
         if !ended {
             forced_connections = self.connections.len();
-            abandoned_tasks = self.tasks.abandon_all();
             self.force_close.cancel();
+            // What holds the force token (a supervisor that must SIGKILL its child, say) gets
+            // a moment to act on it before the tasks still running are aborted.
+            let grace = FORCE_GRACE.min(plan.exit_by.saturating_duration_since(Instant::now()));
+            let _ = timeout(grace, async {
+                self.connections.wait().await;
+                self.tasks.tracker().wait().await;
+            })
+            .await;
+            abandoned_tasks = self.tasks.abandon_all();
             tracing::warn!(
                 connections = forced_connections,
                 tasks = ?abandoned_tasks,
                 "forced close: deadline reached with work still open"
             );
-            let grace = FORCE_GRACE.min(plan.exit_by.saturating_duration_since(Instant::now()));
-            let _ = timeout(grace, self.connections.wait()).await;
         }
         let closing = closing_started.elapsed();
         lifecycle.stop();

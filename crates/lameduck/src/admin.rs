@@ -51,7 +51,13 @@ async fn respond(lameduck: Lameduck, req: Request<Incoming>) -> Result<Response<
     };
     let response = match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/livez") => probe(true),
-        (&Method::GET | &Method::HEAD, "/readyz") => probe(phase == Phase::Serving),
+        (&Method::GET | &Method::HEAD, "/readyz") => match lameduck.readiness_check() {
+            Some(check) if phase == Phase::Serving => match check().await {
+                Ok(()) => probe(true),
+                Err(why) => reply(StatusCode::SERVICE_UNAVAILABLE, format!("{phase}; not ready: {why}\n")),
+            },
+            _ => probe(phase == Phase::Serving),
+        },
         (&Method::GET | &Method::HEAD, "/startupz") => probe(phase != Phase::Starting),
         (&Method::GET, "/metrics") => {
             let mut response = reply(StatusCode::OK, metrics::render(&lameduck));

@@ -2,7 +2,8 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Once};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Once, PoisonError};
 use std::time::Duration;
 
 use lameduck_core::{Config, Lifecycle, Settings, Shutdown, ShutdownReport, Trigger};
@@ -26,7 +27,6 @@ pub struct Lameduck {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     shutdown: Shutdown,
     stats: Arc<ConnStats>,
@@ -34,7 +34,12 @@ struct Inner {
     hard_exit: bool,
     driver: Once,
     report: watch::Sender<Option<ShutdownReport>>,
+    readiness: Mutex<Option<ReadinessCheck>>,
 }
+
+/// An extra readiness condition (the wrapped app's own health endpoint, say).
+pub(crate) type ReadinessCheck =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
 /// Configures a [`Lameduck`]. Settings start from the defaults (or the environment with
 /// [`Builder::from_env`]); every setter overrides one.
@@ -43,6 +48,12 @@ pub struct Builder {
     settings: Settings,
     admin_addr: Option<SocketAddr>,
     hard_exit: bool,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lameduck").field("phase", &self.shutdown.lifecycle().phase()).finish_non_exhaustive()
+    }
 }
 
 impl Default for Builder {
@@ -148,6 +159,7 @@ impl Lameduck {
                 hard_exit,
                 driver: Once::new(),
                 report: watch::Sender::new(None),
+                readiness: Mutex::new(None),
             }),
         }
     }
@@ -164,6 +176,21 @@ impl Lameduck {
 
     pub(crate) fn stats(&self) -> &Arc<ConnStats> {
         &self.inner.stats
+    }
+
+    /// Adds a condition to `/readyz`: while Serving, it answers 200 only if `check` returns
+    /// `Ok`; the error text goes in the 503 body. Checks should be quick (a local probe).
+    pub fn set_readiness_check<F, Fut>(&self, check: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        let check: ReadinessCheck = Arc::new(move || Box::pin(check()));
+        *self.inner.readiness.lock().unwrap_or_else(PoisonError::into_inner) = Some(check);
+    }
+
+    pub(crate) fn readiness_check(&self) -> Option<ReadinessCheck> {
+        self.inner.readiness.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     pub(crate) fn hard_exit_enabled(&self) -> bool {
