@@ -1,0 +1,30 @@
+//! `lameduck lint`: static checks of Kubernetes manifests for zero-downtime pitfalls.
+//!
+//! The crate is a pure function from objects to findings: [`load`] turns a source text (YAML
+//! streams, JSON, `kind: List`) into [`Object`]s with line and column of every field, [`lint`]
+//! runs every [`Check`] over all objects of a run (cross-object checks see every file), and
+//! [`output`] renders findings as text, JSON or SARIF 2.1.0. No I/O happens here: the CLI reads
+//! files and writes the output.
+
+mod checks;
+mod config;
+mod context;
+mod finding;
+pub mod output;
+mod source;
+mod workload;
+mod yaml;
+
+pub use checks::{CHECKS, Check, IGNORE_ANNOTATION, find as find_check};
+pub use config::{Config, ConfigError};
+pub use finding::{Finding, ObjectRef, Severity, UnknownSeverity};
+pub use source::{InputError, Loaded, Object, load, load_all};
+pub use workload::{DRAIN_ANNOTATION, parse_duration};
+pub use yaml::{Node, Pos, SyntaxError, Value};
+
+/// Runs every enabled check over `objects` (all files of one run) and returns the findings,
+/// sorted by file and position. Suppressed findings are included with their reason.
+pub fn lint(objects: &[Object], config: &Config) -> Vec<Finding> {
+    let ctx = context::Context::new(objects, config);
+    checks::run_all(&ctx)
+}
