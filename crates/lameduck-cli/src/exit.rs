@@ -17,12 +17,18 @@ pub struct Failure {
 impl Failure {
     /// A usage or input error (exit code 2).
     pub fn usage(error: impl Into<anyhow::Error>) -> Self {
-        Self { code: USAGE, error: error.into() }
+        Self {
+            code: USAGE,
+            error: error.into(),
+        }
     }
 
     /// An error with a specific exit code.
     pub fn with_code(code: u8, error: impl Into<anyhow::Error>) -> Self {
-        Self { code, error: error.into() }
+        Self {
+            code,
+            error: error.into(),
+        }
     }
 
     /// Prints the error as one line (with its causes) and returns the exit code.

@@ -3,6 +3,7 @@
 //! Every subcommand lives in its own module here, which only turns flags into the typed
 //! configuration of a library crate and maps its result to an exit code.
 
+mod demo_app;
 mod exit;
 mod lint;
 mod run;
@@ -36,6 +37,9 @@ enum Command {
     Probe(run::ProbeArgs),
     /// Run the app as replicas behind emulated routers, roll it, and count failed requests.
     Verify(verify::Args),
+    /// The built-in demo app (used by `verify --demo` and tests).
+    #[command(hide = true)]
+    DemoApp(demo_app::Args),
 }
 
 fn main() -> ExitCode {
@@ -54,5 +58,6 @@ fn dispatch(command: Command) -> Result<ExitCode, Failure> {
         Command::Wait(args) => run::wait(args),
         Command::Probe(args) => run::probe(args),
         Command::Verify(args) => verify::main(args),
+        Command::DemoApp(args) => demo_app::main(args),
     }
 }
