@@ -52,7 +52,9 @@ pub struct Builder {
 
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lameduck").field("phase", &self.shutdown.lifecycle().phase()).finish_non_exhaustive()
+        f.debug_struct("Lameduck")
+            .field("phase", &self.shutdown.lifecycle().phase())
+            .finish_non_exhaustive()
     }
 }
 
@@ -86,11 +88,16 @@ impl Builder {
     /// Like [`Builder::from_env`], reading variables from `lookup` (for tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let settings = Settings::from_lookup(&lookup)?;
-        let mut builder = Self { settings, ..Self::default() };
+        let mut builder = Self {
+            settings,
+            ..Self::default()
+        };
         if let Some(value) = lookup("LAMEDUCK_ADMIN_ADDR").filter(|v| !v.trim().is_empty()) {
             builder.admin_addr = match value.trim() {
                 "off" | "none" => None,
-                addr => Some(addr.parse().map_err(|_| Error::AdminAddr { value: value.clone() })?),
+                addr => Some(addr.parse().map_err(|_| Error::AdminAddr {
+                    value: value.clone(),
+                })?),
             };
         }
         Ok(builder)
@@ -135,7 +142,11 @@ impl Builder {
     /// Validates the settings.
     pub fn build(self) -> Result<Lameduck, Error> {
         let config = self.settings.validate()?;
-        Ok(Lameduck::with_config(config, self.admin_addr, self.hard_exit))
+        Ok(Lameduck::with_config(
+            config,
+            self.admin_addr,
+            self.hard_exit,
+        ))
     }
 }
 
@@ -186,11 +197,19 @@ impl Lameduck {
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
         let check: ReadinessCheck = Arc::new(move || Box::pin(check()));
-        *self.inner.readiness.lock().unwrap_or_else(PoisonError::into_inner) = Some(check);
+        *self
+            .inner
+            .readiness
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(check);
     }
 
     pub(crate) fn readiness_check(&self) -> Option<ReadinessCheck> {
-        self.inner.readiness.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.inner
+            .readiness
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub(crate) fn hard_exit_enabled(&self) -> bool {
@@ -239,10 +258,15 @@ impl Lameduck {
     /// Binds the admin endpoints on the configured address and serves them in the background
     /// until the process exits. Returns the bound address, or `None` if disabled.
     pub async fn bind_admin(&self) -> Result<Option<SocketAddr>, Error> {
-        let Some(addr) = self.inner.admin_addr else { return Ok(None) };
-        let listener =
-            TcpListener::bind(addr).await.map_err(|source| Error::AdminBind { addr, source })?;
-        let local = listener.local_addr().map_err(|source| Error::AdminBind { addr, source })?;
+        let Some(addr) = self.inner.admin_addr else {
+            return Ok(None);
+        };
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::AdminBind { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| Error::AdminBind { addr, source })?;
         self.serve_admin(listener);
         Ok(Some(local))
     }

@@ -35,8 +35,8 @@ pub mod grpc;
 pub use error::Error;
 pub use handle::{Builder, DEFAULT_ADMIN_ADDR, Lameduck};
 pub use lameduck_core::{
-    BudgetPlan, Config, ConfigError, DrainEnd, DrainEndReason, Lifecycle, Phase, Settings, Shutdown,
-    ShutdownReport, Snapshot, TrackedTasks, Trigger,
+    BudgetPlan, Config, ConfigError, DrainEnd, DrainEndReason, Lifecycle, Phase, Settings,
+    Shutdown, ShutdownReport, Snapshot, TrackedTasks, Trigger,
 };
 pub use serve::{ClosingSignal, Protocol, Serve};
 pub use tokio_util::sync::CancellationToken;
@@ -46,7 +46,10 @@ pub use tokio_util::sync::CancellationToken;
 /// Reads the `LAMEDUCK_*` settings, starts the admin listener on `LAMEDUCK_ADMIN_ADDR`
 /// (default [`DEFAULT_ADMIN_ADDR`]), drains on SIGTERM/SIGINT (a second one exits at once), and
 /// returns once the shutdown finished. Use [`Lameduck::builder`] for more control.
-pub async fn serve<S, B>(listener: tokio::net::TcpListener, service: S) -> Result<ShutdownReport, Error>
+pub async fn serve<S, B>(
+    listener: tokio::net::TcpListener,
+    service: S,
+) -> Result<ShutdownReport, Error>
 where
     S: serve::HttpService<B>,
     B: serve::ResponseBody,

@@ -40,20 +40,36 @@ pub(crate) fn render(lameduck: &Lameduck) -> String {
     let phase = Family::<PhaseLabel, Gauge>::default();
     let phase_seconds = Family::<PhaseLabel, FloatGauge>::default();
     for p in Phase::ALL {
-        let label = PhaseLabel { phase: p.as_str().to_owned() };
-        phase.get_or_create(&label).set(i64::from(p == snapshot.phase));
-        phase_seconds.get_or_create(&label).set(snapshot.time_in(p, now).as_secs_f64());
+        let label = PhaseLabel {
+            phase: p.as_str().to_owned(),
+        };
+        phase
+            .get_or_create(&label)
+            .set(i64::from(p == snapshot.phase));
+        phase_seconds
+            .get_or_create(&label)
+            .set(snapshot.time_in(p, now).as_secs_f64());
     }
     registry.register("phase", "1 for the current lifecycle phase", phase);
-    registry.register("phase_seconds", "Time spent in each phase so far", phase_seconds);
+    registry.register(
+        "phase_seconds",
+        "Time spent in each phase so far",
+        phase_seconds,
+    );
 
     let stats = lameduck.stats();
     let connections = Family::<ProtocolLabel, Gauge>::default();
     for protocol in Protocol::ALL {
-        let label = ProtocolLabel { protocol: protocol.as_str().to_owned() };
+        let label = ProtocolLabel {
+            protocol: protocol.as_str().to_owned(),
+        };
         connections.get_or_create(&label).set(stats.open(protocol));
     }
-    registry.register("open_connections", "Open connections by protocol", connections);
+    registry.register(
+        "open_connections",
+        "Open connections by protocol",
+        connections,
+    );
 
     let shutdown = lameduck.shutdown();
     let in_flight = Gauge::<i64>::default();
@@ -64,10 +80,18 @@ pub(crate) fn render(lameduck: &Lameduck) -> String {
     registry.register("requests", "Requests received", requests);
     let forced = Counter::<u64>::default();
     forced.inc_by(stats.forced_closes());
-    registry.register("forced_closes", "Connections closed at the deadline with work open", forced);
+    registry.register(
+        "forced_closes",
+        "Connections closed at the deadline with work open",
+        forced,
+    );
     let tasks = Gauge::<i64>::default();
     tasks.set(i64::try_from(shutdown.tasks().len()).unwrap_or(i64::MAX));
-    registry.register("tracked_tasks", "Tracked long-running tasks still running", tasks);
+    registry.register(
+        "tracked_tasks",
+        "Tracked long-running tasks still running",
+        tasks,
+    );
 
     let settings = shutdown.config().settings();
     let config = Family::<NameLabel, FloatGauge>::default();
@@ -80,7 +104,11 @@ pub(crate) fn render(lameduck: &Lameduck) -> String {
         ("max_wait", settings.max_wait),
         ("close_timeout", settings.close_timeout),
     ] {
-        config.get_or_create(&NameLabel { name: name.to_owned() }).set(value.as_secs_f64());
+        config
+            .get_or_create(&NameLabel {
+                name: name.to_owned(),
+            })
+            .set(value.as_secs_f64());
     }
     registry.register("config_seconds", "Drain settings in effect", config);
 
@@ -94,7 +122,11 @@ pub(crate) fn render(lameduck: &Lameduck) -> String {
             ("exit_by", plan.exit_by),
         ] {
             let since = at.saturating_duration_since(started).as_secs_f64();
-            budget.get_or_create(&NameLabel { name: name.to_owned() }).set(since);
+            budget
+                .get_or_create(&NameLabel {
+                    name: name.to_owned(),
+                })
+                .set(since);
         }
         registry.register(
             "budget_seconds",

@@ -15,16 +15,20 @@ pub(crate) fn arm_when_draining(shutdown: Shutdown) {
         let snapshot = lifecycle.snapshot();
         let settings = shutdown.config().settings();
         let trigger = snapshot.trigger.clone().unwrap_or(Trigger::Programmatic);
-        let Some(started) = snapshot.entered(Phase::Draining) else { return };
+        let Some(started) = snapshot.entered(Phase::Draining) else {
+            return;
+        };
         let plan = BudgetPlan::new(settings, &trigger, started);
         let slack = (settings.safety_margin / 2).min(Duration::from_secs(1));
         let deadline = plan.exit_by.into_std() + slack;
-        let spawned = std::thread::Builder::new().name("lameduck-watchdog".into()).spawn(move || {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            std::thread::sleep(left);
-            tracing::error!("the process did not exit within its shutdown budget; exiting now");
-            std::process::exit(1);
-        });
+        let spawned = std::thread::Builder::new()
+            .name("lameduck-watchdog".into())
+            .spawn(move || {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                std::thread::sleep(left);
+                tracing::error!("the process did not exit within its shutdown budget; exiting now");
+                std::process::exit(1);
+            });
         if let Err(error) = spawned {
             tracing::error!(%error, "cannot start the shutdown watchdog thread");
         }

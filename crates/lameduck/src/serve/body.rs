@@ -20,7 +20,10 @@ pub(crate) struct RequestGuard {
 impl RequestGuard {
     pub(crate) fn new(in_flight: InFlightGuard, conn: Arc<ConnState>) -> Self {
         conn.request_started();
-        Self { _in_flight: in_flight, conn }
+        Self {
+            _in_flight: in_flight,
+            conn,
+        }
     }
 }
 
@@ -50,7 +53,10 @@ impl<B: Body> Body for TrackedBody<B> {
     type Data = B::Data;
     type Error = B::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         self.project().inner.poll_frame(cx)
     }
 

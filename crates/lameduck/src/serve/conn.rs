@@ -33,9 +33,21 @@ where
     };
     let state = Arc::new(ConnState::new(Arc::clone(lameduck.stats())));
     let gone = CancellationToken::new();
-    let io = ConnIo::new(stream, Arc::clone(&state), shutdown.connections().token(), gone.clone().drop_guard());
-    let service = Tracked { inner: service, body: std::marker::PhantomData, conn: Arc::clone(&state), shared: Arc::clone(&shared) };
-    let conn = shared.builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    let io = ConnIo::new(
+        stream,
+        Arc::clone(&state),
+        shutdown.connections().token(),
+        gone.clone().drop_guard(),
+    );
+    let service = Tracked {
+        inner: service,
+        body: std::marker::PhantomData,
+        conn: Arc::clone(&state),
+        shared: Arc::clone(&shared),
+    };
+    let conn = shared
+        .builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
 
     let mut phases = lameduck.lifecycle().subscribe();

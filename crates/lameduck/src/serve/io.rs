@@ -52,7 +52,11 @@ impl ConnState {
 
     /// Moves the connection from `from` to `to` (once), keeping the open-connection gauges right.
     pub(crate) fn set_protocol(&self, from: Protocol, to: Protocol) {
-        if self.protocol.compare_exchange(from as u8, to as u8, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+        if self
+            .protocol
+            .compare_exchange(from as u8, to as u8, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
             self.stats.closed(from);
             self.stats.opened(to);
             self.changed.notify_one();
@@ -77,7 +81,8 @@ impl ConnState {
     }
 
     pub(crate) fn request_ended(&self) {
-        self.last_response_end.store(self.stamp(), Ordering::Relaxed);
+        self.last_response_end
+            .store(self.stamp(), Ordering::Relaxed);
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.changed.notify_one();
     }
@@ -124,25 +129,45 @@ pin_project! {
 }
 
 impl ConnIo {
-    pub(crate) fn new(stream: TcpStream, state: Arc<ConnState>, tracked: TaskTrackerToken, gone: DropGuard) -> Self {
-        Self { stream, state, _tracked: tracked, _gone: gone }
+    pub(crate) fn new(
+        stream: TcpStream,
+        state: Arc<ConnState>,
+        tracked: TaskTrackerToken,
+        gone: DropGuard,
+    ) -> Self {
+        Self {
+            stream,
+            state,
+            _tracked: tracked,
+            _gone: gone,
+        }
     }
 }
 
 impl AsyncRead for ConnIo {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.project();
         let before = buf.filled().len();
         ready!(this.stream.poll_read(cx, buf))?;
         if buf.filled().len() > before {
-            this.state.last_read.store(this.state.stamp(), Ordering::Relaxed);
+            this.state
+                .last_read
+                .store(this.state.stamp(), Ordering::Relaxed);
         }
         Poll::Ready(Ok(()))
     }
 }
 
 impl AsyncWrite for ConnIo {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.project().stream.poll_write(cx, buf)
     }
 

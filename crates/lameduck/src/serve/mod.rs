@@ -39,25 +39,39 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// A tower service that can answer HTTP requests on a lameduck server (an axum `Router`, a tonic
 /// `Routes`, a `tower::service_fn`, ...).
 pub trait HttpService<B>:
-    tower::Service<Request<Incoming>, Response = Response<B>, Error: Into<BoxError>, Future: Send + 'static>
-    + Clone
+    tower::Service<
+        Request<Incoming>,
+        Response = Response<B>,
+        Error: Into<BoxError>,
+        Future: Send + 'static,
+    > + Clone
     + Send
     + 'static
 {
 }
 
 impl<S, B> HttpService<B> for S where
-    S: tower::Service<Request<Incoming>, Response = Response<B>, Error: Into<BoxError>, Future: Send + 'static>
-        + Clone
+    S: tower::Service<
+            Request<Incoming>,
+            Response = Response<B>,
+            Error: Into<BoxError>,
+            Future: Send + 'static,
+        > + Clone
         + Send
         + 'static
 {
 }
 
 /// A response body a lameduck server can send.
-pub trait ResponseBody: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static {}
+pub trait ResponseBody:
+    http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static
+{
+}
 
-impl<B> ResponseBody for B where B: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static {}
+impl<B> ResponseBody for B where
+    B: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static
+{
+}
 
 /// Put in every request's extensions: fires when Closing starts.
 ///
@@ -96,13 +110,22 @@ pub struct Serve<S, B> {
 
 impl<S, B> std::fmt::Debug for Serve<S, B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Serve").field("listener", &self.listener).field("auto_ready", &self.auto_ready).finish()
+        f.debug_struct("Serve")
+            .field("listener", &self.listener)
+            .field("auto_ready", &self.auto_ready)
+            .finish()
     }
 }
 
 impl<S, B> Serve<S, B> {
     pub(crate) fn new(lameduck: Lameduck, listener: TcpListener, service: S) -> Self {
-        Self { body: std::marker::PhantomData, lameduck, listener, service, auto_ready: true }
+        Self {
+            body: std::marker::PhantomData,
+            lameduck,
+            listener,
+            service,
+            auto_ready: true,
+        }
     }
 
     /// Do not mark the process ready when accepting starts; call [`Lameduck::mark_ready`] once
@@ -139,7 +162,13 @@ impl<S, B> Serve<S, B> {
         S: HttpService<B>,
         B: ResponseBody,
     {
-        let Serve { lameduck, listener, service, auto_ready, .. } = self;
+        let Serve {
+            lameduck,
+            listener,
+            service,
+            auto_ready,
+            ..
+        } = self;
         let shared = Arc::new(Shared {
             closing: ClosingSignal(lameduck.closing_token()),
             builder: auto::Builder::new(TokioExecutor::new()),
@@ -179,5 +208,8 @@ impl<S, B> Serve<S, B> {
 /// Errors that concern only the connection being accepted, not the listener.
 fn is_per_connection(error: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
-    matches!(error.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset)
+    matches!(
+        error.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
 }

@@ -37,10 +37,17 @@ where
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         let lameduck = &self.shared.lameduck;
-        let guard = RequestGuard::new(lameduck.shutdown().activity().start_request(), Arc::clone(&self.conn));
+        let guard = RequestGuard::new(
+            lameduck.shutdown().activity().start_request(),
+            Arc::clone(&self.conn),
+        );
         lameduck.stats().request();
         let http1 = req.version() < Version::HTTP_2;
-        let protocol = if http1 { Protocol::Http1 } else { Protocol::Http2 };
+        let protocol = if http1 {
+            Protocol::Http1
+        } else {
+            Protocol::Http2
+        };
         self.conn.set_protocol(Protocol::Pending, protocol);
         req.extensions_mut().insert(self.shared.closing.clone());
         let lifecycle = lameduck.lifecycle().clone();
@@ -51,7 +58,9 @@ where
             if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                 conn.set_protocol(Protocol::Http1, Protocol::Upgraded);
             } else if http1 && lifecycle.phase() >= Phase::Draining {
-                response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
             }
             Ok(response.map(|body| TrackedBody::new(body, guard)))
         })

@@ -18,7 +18,12 @@ pub enum Protocol {
 
 impl Protocol {
     /// Every protocol.
-    pub const ALL: [Protocol; 4] = [Protocol::Pending, Protocol::Http1, Protocol::Http2, Protocol::Upgraded];
+    pub const ALL: [Protocol; 4] = [
+        Protocol::Pending,
+        Protocol::Http1,
+        Protocol::Http2,
+        Protocol::Upgraded,
+    ];
 
     /// The label used in metrics.
     pub fn as_str(self) -> &'static str {
