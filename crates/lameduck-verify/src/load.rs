@@ -1,0 +1,664 @@
+//! The open-loop load generator.
+//!
+//! Requests arrive at a fixed rate, spread evenly over `connections` keep-alive connections per
+//! router; an arrival is sent when it is due, whatever happened to the previous one (a refused
+//! connection costs one failed request, not a tight reconnect loop as with wrk). Clients behave
+//! like real ones:
+//! - a connection the server closed (or answered with `Connection: close`, or a GOAWAY) is
+//!   replaced by a new one before the next request;
+//! - a request that hyper reports as *not sent* (the connection was already closed) is sent again
+//!   on a new connection; a request that was written and then lost its connection is a failure.
+//!
+//! Every request started ends in exactly one [`Record`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::Request;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::events::{Clock, PodId, RouterId};
+use crate::routers::l4::L4Router;
+use crate::routers::{ERROR_HEADER, POD_HEADER, PodDirectory, RETRIED_HEADER};
+use crate::scenario::{Load, Protocol};
+
+/// How a request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A complete 1xx–4xx... response (2xx/3xx).
+    Ok,
+    /// The connection to the pod was refused (directly, or by an L4 router's failed connect).
+    Refused,
+    /// The connection was reset or closed after the request was sent, before a full response.
+    Reset,
+    /// No full response within the request timeout.
+    Timeout,
+    /// A 5xx response (from a router: 502/503/504 on upstream failure).
+    #[serde(rename = "5xx")]
+    Status5xx,
+    /// Anything else unexpected: unparseable response, 4xx, HTTP/2 protocol error.
+    Protocol,
+}
+
+impl Outcome {
+    /// Every failure class, in report order.
+    pub const FAILURES: [Self; 5] = [
+        Self::Refused,
+        Self::Reset,
+        Self::Timeout,
+        Self::Status5xx,
+        Self::Protocol,
+    ];
+
+    /// Name as in reports.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Refused => "refused",
+            Self::Reset => "reset",
+            Self::Timeout => "timeout",
+            Self::Status5xx => "5xx",
+            Self::Protocol => "protocol",
+        }
+    }
+}
+
+/// What kind of request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestKind {
+    /// An ordinary request.
+    Plain,
+    /// A slow request (long response time).
+    Slow,
+    /// One message round trip of a WebSocket session.
+    Websocket,
+    /// A whole streaming response.
+    Stream,
+}
+
+/// One request, started and ended.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Record {
+    /// Start, in seconds since the start of the run.
+    pub t: f64,
+    /// Seconds until it ended.
+    pub latency: f32,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The router it went through.
+    pub router: RouterId,
+    /// The pod that served or failed it, when known.
+    pub pod: Option<PodId>,
+    /// The L7 router retried it once on another pod.
+    pub retried: bool,
+    /// Kind.
+    pub kind: RequestKind,
+}
+
+/// Live counters for the progress bar.
+#[derive(Debug, Default)]
+pub struct LoadStats {
+    /// Requests started.
+    pub started: AtomicU64,
+    /// Requests ended in success.
+    pub ok: AtomicU64,
+    /// Requests ended in failure.
+    pub failed: AtomicU64,
+}
+
+/// A router to send load through.
+#[derive(Clone)]
+pub(crate) struct Target {
+    pub router: RouterId,
+    pub addr: SocketAddr,
+    pub l4: Option<Arc<L4Router>>,
+}
+
+/// Context shared by every client task.
+#[derive(Clone)]
+struct Ctx {
+    clock: Clock,
+    stats: Arc<LoadStats>,
+    records: mpsc::UnboundedSender<Record>,
+    directory: Arc<PodDirectory>,
+    timeout: Duration,
+    protocol: Protocol,
+}
+
+impl Ctx {
+    fn finish(&self, rec: Record) {
+        if rec.outcome == Outcome::Ok {
+            self.stats.ok.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        // The receiver lives until every client task ended; a send error cannot lose a count
+        // that matters because `started` is compared with the records received.
+        let _ = self.records.send(rec);
+    }
+}
+
+/// The running load.
+pub(crate) struct LoadHandle {
+    stop: CancellationToken,
+    tracker: TaskTracker,
+    records: mpsc::UnboundedReceiver<Record>,
+    stats: Arc<LoadStats>,
+}
+
+impl LoadHandle {
+    pub fn stats(&self) -> Arc<LoadStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Stops sending new requests, waits for those in flight (bounded by the request timeout)
+    /// and returns every record.
+    pub async fn finish(mut self) -> (u64, Vec<Record>) {
+        self.stop.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+        let mut out = Vec::new();
+        while let Ok(r) = self.records.try_recv() {
+            out.push(r);
+        }
+        (self.stats.started.load(Ordering::SeqCst), out)
+    }
+}
+
+/// Starts the load over `targets`.
+pub(crate) fn start(
+    targets: &[Target],
+    load: &Load,
+    seed: u64,
+    clock: Clock,
+    directory: Arc<PodDirectory>,
+) -> LoadHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let stats = Arc::new(LoadStats::default());
+    let stop = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let ctx = Ctx {
+        clock,
+        stats: Arc::clone(&stats),
+        records: tx,
+        directory,
+        timeout: load.timeout.0,
+        protocol: load.protocol,
+    };
+    let workers = targets.len() * load.connections as usize;
+    let per_worker = load.rate / workers.max(1) as f64;
+    let interval = Duration::from_secs_f64((1.0 / per_worker).min(3600.0));
+    let now = Instant::now();
+    let mut w = 0usize;
+    for target in targets {
+        for _ in 0..load.connections {
+            let offset = interval.mul_f64(w as f64 / workers as f64);
+            let worker = Worker {
+                ctx: ctx.clone(),
+                target: target.clone(),
+                path: load.path.clone(),
+                slow_path: load.slow_path.clone(),
+                slow_share: load.slow_share,
+                rng: StdRng::seed_from_u64(seed ^ (w as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)),
+                tracker: tracker.clone(),
+            };
+            tracker.spawn(worker.run(now + offset, interval, stop.clone()));
+            w += 1;
+        }
+    }
+    for i in 0..load.websockets as usize {
+        let target = targets[i % targets.len()].clone();
+        tracker.spawn(websocket_session(
+            ctx.clone(),
+            target,
+            load.websocket_path.clone(),
+            stop.clone(),
+        ));
+    }
+    for i in 0..load.streams as usize {
+        let target = targets[i % targets.len()].clone();
+        tracker.spawn(stream_session(
+            ctx.clone(),
+            target,
+            load.stream_path.clone(),
+            stop.clone(),
+        ));
+    }
+    LoadHandle {
+        stop,
+        tracker,
+        records: rx,
+        stats,
+    }
+}
+
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Empty<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Empty<Bytes>>),
+}
+
+struct Conn {
+    sender: Sender,
+    local: SocketAddr,
+}
+
+impl Conn {
+    fn is_closed(&self) -> bool {
+        match &self.sender {
+            Sender::H1(s) => s.is_closed(),
+            Sender::H2(s) => s.is_closed(),
+        }
+    }
+
+    async fn ready(&mut self) -> bool {
+        match &mut self.sender {
+            Sender::H1(s) => s.ready().await.is_ok(),
+            Sender::H2(s) => s.ready().await.is_ok(),
+        }
+    }
+
+    async fn send(
+        &mut self,
+        req: Request<Empty<Bytes>>,
+    ) -> Result<http::Response<Incoming>, hyper::client::conn::TrySendError<Request<Empty<Bytes>>>>
+    {
+        match &mut self.sender {
+            Sender::H1(s) => s.try_send_request(req).await,
+            Sender::H2(s) => s.try_send_request(req).await,
+        }
+    }
+}
+
+/// What one attempt produced: outcome, pod, retried.
+struct Attempt {
+    outcome: Outcome,
+    pod: Option<PodId>,
+    retried: bool,
+}
+
+async fn connect(ctx: &Ctx, target: &Target) -> Result<Conn, Outcome> {
+    let stream =
+        match tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(target.addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                return Err(Outcome::Refused);
+            }
+            Ok(Err(_)) => return Err(Outcome::Reset),
+            Err(_) => return Err(Outcome::Timeout),
+        };
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().map_err(|_| Outcome::Reset)?;
+    let io = TokioIo::new(stream);
+    let sender = match ctx.protocol {
+        Protocol::Http1 => {
+            let (s, conn) = hyper::client::conn::http1::handshake(io)
+                .await
+                .map_err(|_| Outcome::Protocol)?;
+            tokio::spawn(conn);
+            Sender::H1(s)
+        }
+        Protocol::H2c => {
+            let (s, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .map_err(|_| Outcome::Reset)?;
+            tokio::spawn(conn);
+            Sender::H2(s)
+        }
+    };
+    Ok(Conn { sender, local })
+}
+
+fn l4_info(target: &Target, local: Option<SocketAddr>) -> (Option<PodId>, bool) {
+    match (&target.l4, local) {
+        (Some(r), Some(local)) => r
+            .conn_info(local)
+            .map_or((None, false), |i| (i.pod, i.refused)),
+        _ => (None, false),
+    }
+}
+
+fn classify(e: &hyper::Error) -> Outcome {
+    if e.is_parse() || e.is_parse_status() || e.is_user() {
+        Outcome::Protocol
+    } else if e.is_timeout() {
+        Outcome::Timeout
+    } else {
+        Outcome::Reset
+    }
+}
+
+/// One request on `conn` (replaced when closed). `Err` only for the caller's timeout path.
+async fn request(ctx: &Ctx, target: &Target, conn: &mut Option<Conn>, path: &str) -> Attempt {
+    for attempt in 0..3 {
+        if conn.as_ref().is_none_or(Conn::is_closed) {
+            match connect(ctx, target).await {
+                Ok(c) => *conn = Some(c),
+                Err(outcome) => {
+                    return Attempt {
+                        outcome,
+                        pod: None,
+                        retried: false,
+                    };
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        if !c.ready().await {
+            // Closed before anything was sent: a real client just opens a new connection.
+            *conn = None;
+            continue;
+        }
+        let local = c.local;
+        let req = Request::get(path)
+            .header(http::header::HOST, "lameduck-verify")
+            .body(Empty::new())
+            .unwrap_or_default();
+        let req = if ctx.protocol == Protocol::H2c {
+            let (mut parts, body) = req.into_parts();
+            parts.uri = format!("http://lameduck-verify{path}")
+                .parse()
+                .unwrap_or_default();
+            Request::from_parts(parts, body)
+        } else {
+            req
+        };
+        match c.send(req).await {
+            Ok(resp) => {
+                let status = resp.status();
+                let close = resp
+                    .headers()
+                    .get(http::header::CONNECTION)
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+                let retried = resp.headers().contains_key(RETRIED_HEADER);
+                let pod = resp
+                    .headers()
+                    .get(POD_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| ctx.directory.resolve(v))
+                    .or_else(|| l4_info(target, Some(local)).0);
+                let from_router = resp.headers().contains_key(ERROR_HEADER);
+                let body = resp.into_body().collect().await;
+                if close {
+                    *conn = None;
+                }
+                let outcome = match body {
+                    Err(e) => {
+                        *conn = None;
+                        classify(&e)
+                    }
+                    Ok(_) if status.is_server_error() || from_router => Outcome::Status5xx,
+                    Ok(_) if status.is_client_error() || status.is_informational() => {
+                        Outcome::Protocol
+                    }
+                    Ok(_) => Outcome::Ok,
+                };
+                return Attempt {
+                    outcome,
+                    pod,
+                    retried,
+                };
+            }
+            Err(mut e) => {
+                *conn = None;
+                if e.take_message().is_some() && attempt < 2 {
+                    continue; // never written: send it on a new connection
+                }
+                let (pod, refused) = l4_info(target, Some(local));
+                let outcome = if refused {
+                    Outcome::Refused
+                } else {
+                    classify(e.error())
+                };
+                return Attempt {
+                    outcome,
+                    pod,
+                    retried: false,
+                };
+            }
+        }
+    }
+    Attempt {
+        outcome: Outcome::Reset,
+        pod: None,
+        retried: false,
+    }
+}
+
+struct Worker {
+    ctx: Ctx,
+    target: Target,
+    path: String,
+    slow_path: String,
+    slow_share: f64,
+    rng: StdRng,
+    tracker: TaskTracker,
+}
+
+impl Worker {
+    async fn run(mut self, first: Instant, interval: Duration, stop: CancellationToken) {
+        let mut conn: Option<Conn> = None;
+        let mut next = first;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep_until(next) => {}
+            }
+            next += interval;
+            if self.slow_share > 0.0 && self.rng.random::<f64>() < self.slow_share {
+                // A slow request must not hold up this connection's schedule: it gets its own
+                // keep-alive-less connection, as a client pool would open one.
+                let (ctx, target, path) = (
+                    self.ctx.clone(),
+                    self.target.clone(),
+                    self.slow_path.clone(),
+                );
+                self.ctx.stats.started.fetch_add(1, Ordering::SeqCst);
+                self.tracker.spawn(async move {
+                    let mut c = None;
+                    one(&ctx, &target, &mut c, &path, RequestKind::Slow).await;
+                });
+                continue;
+            }
+            self.ctx.stats.started.fetch_add(1, Ordering::SeqCst);
+            one(
+                &self.ctx,
+                &self.target,
+                &mut conn,
+                &self.path,
+                RequestKind::Plain,
+            )
+            .await;
+        }
+    }
+}
+
+/// Sends one request (already counted as started) and records how it ended.
+async fn one(ctx: &Ctx, target: &Target, conn: &mut Option<Conn>, path: &str, kind: RequestKind) {
+    let t = ctx.clock.now();
+    let started = Instant::now();
+    let local = conn.as_ref().map(|c| c.local);
+    let attempt = match tokio::time::timeout(ctx.timeout, request(ctx, target, conn, path)).await {
+        Ok(a) => a,
+        Err(_) => {
+            let local = conn.as_ref().map(|c| c.local).or(local);
+            *conn = None;
+            Attempt {
+                outcome: Outcome::Timeout,
+                pod: l4_info(target, local).0,
+                retried: false,
+            }
+        }
+    };
+    ctx.finish(Record {
+        t,
+        latency: started.elapsed().as_secs_f32(),
+        outcome: attempt.outcome,
+        router: target.router,
+        pod: attempt.pod,
+        retried: attempt.retried,
+        kind,
+    });
+}
+
+/// Streaming responses, one after another on one keep-alive connection; each is one request.
+async fn stream_session(ctx: Ctx, target: Target, path: String, stop: CancellationToken) {
+    let mut conn = None;
+    let ctx = Ctx {
+        timeout: ctx.timeout.max(Duration::from_secs(30)),
+        ..ctx
+    };
+    while !stop.is_cancelled() {
+        ctx.stats.started.fetch_add(1, Ordering::SeqCst);
+        one(&ctx, &target, &mut conn, &path, RequestKind::Stream).await;
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+}
+
+/// A WebSocket session echoing a message every 100 ms; each round trip is one request. A
+/// session the server closed cleanly (close frame) is reopened, as a real client does.
+async fn websocket_session(ctx: Ctx, target: Target, path: String, stop: CancellationToken) {
+    let url = format!("ws://{}{}", target.addr, path);
+    let mut ws: Option<(
+        tokio_tungstenite::WebSocketStream<TcpStream>,
+        Option<PodId>,
+        SocketAddr,
+    )> = None;
+    let mut n = 0u64;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+        ctx.stats.started.fetch_add(1, Ordering::SeqCst);
+        let t = ctx.clock.now();
+        let started = Instant::now();
+        let mut retried = false;
+        let outcome: Result<Option<PodId>, (Outcome, Option<PodId>)> = async {
+            if ws.is_none() {
+                let stream = match TcpStream::connect(target.addr).await {
+                    Ok(s) => s,
+                    Err(_) => return Err((Outcome::Refused, None)),
+                };
+                let local = stream.local_addr().map_err(|_| (Outcome::Reset, None))?;
+                match tokio::time::timeout(
+                    ctx.timeout,
+                    tokio_tungstenite::client_async(url.as_str(), stream),
+                )
+                .await
+                {
+                    Ok(Ok((s, resp))) => {
+                        let pod = resp
+                            .headers()
+                            .get(POD_HEADER)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| ctx.directory.resolve(v))
+                            .or_else(|| l4_info(&target, Some(local)).0);
+                        ws = Some((s, pod, local));
+                    }
+                    Ok(Err(tokio_tungstenite::tungstenite::Error::Http(r)))
+                        if r.status().is_server_error() =>
+                    {
+                        let pod = r
+                            .headers()
+                            .get(POD_HEADER)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| ctx.directory.resolve(v));
+                        return Err((Outcome::Status5xx, pod));
+                    }
+                    Ok(Err(_)) => {
+                        let (pod, refused) = l4_info(&target, Some(local));
+                        return Err((
+                            if refused {
+                                Outcome::Refused
+                            } else {
+                                Outcome::Reset
+                            },
+                            pod,
+                        ));
+                    }
+                    Err(_) => return Err((Outcome::Timeout, l4_info(&target, Some(local)).0)),
+                }
+            }
+            let Some((s, pod, _)) = ws.as_mut() else {
+                return Err((Outcome::Reset, None));
+            };
+            let pod = *pod;
+            n += 1;
+            let msg = format!("m{n}");
+            let fut = async {
+                s.send(tokio_tungstenite::tungstenite::Message::text(msg.clone()))
+                    .await
+                    .map_err(|_| Outcome::Reset)?;
+                loop {
+                    match s.next().await {
+                        Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))
+                            if t.as_str() == msg =>
+                        {
+                            return Ok(());
+                        }
+                        Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) => {
+                            return Err(Outcome::Ok);
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(_)) | None => return Err(Outcome::Reset),
+                    }
+                }
+            };
+            match tokio::time::timeout(ctx.timeout, fut).await {
+                Ok(Ok(())) => Ok(pod),
+                // The server closed the session cleanly: reopen it and send this message there.
+                Ok(Err(Outcome::Ok)) => {
+                    retried = true;
+                    Err((Outcome::Ok, pod))
+                }
+                Ok(Err(o)) => Err((o, pod)),
+                Err(_) => Err((Outcome::Timeout, pod)),
+            }
+        }
+        .await;
+        let (outcome, pod) = match outcome {
+            Ok(pod) => (Outcome::Ok, pod),
+            Err((Outcome::Ok, pod)) => {
+                // Clean close: not a failure of this message, which a client would resend.
+                ws = None;
+                (Outcome::Ok, pod)
+            }
+            Err((o, pod)) => {
+                ws = None;
+                (o, pod)
+            }
+        };
+        ctx.finish(Record {
+            t,
+            latency: started.elapsed().as_secs_f32(),
+            outcome,
+            router: target.router,
+            pod,
+            retried,
+            kind: RequestKind::Websocket,
+        });
+    }
+    if let Some((mut s, _, _)) = ws {
+        let _ = s.close(None).await;
+    }
+}

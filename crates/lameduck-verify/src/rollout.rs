@@ -1,0 +1,675 @@
+//! Replicas and the rolling-update executor, on the Kubernetes timeline.
+//!
+//! Per deleted pod: t0 (the endpoints controller marks it not ready and every router withdraws it
+//! after its own delay) → the kubelet notices after `kubeletDelay` → preStop (exec, sleep or
+//! httpGet) → stop signal → SIGKILL at t0 + grace (or 2 s after a preStop that outlived the
+//! grace). The grace countdown starts at t0, before preStop. When the replica's main process ends,
+//! the rest of its process group is killed, as the container's PID namespace would be.
+//!
+//! The rollout follows the Deployment controller: new pods are created while
+//! `old + new < replicas + maxSurge`; old pods are deleted while
+//! `available > replicas - maxUnavailable`, where a new pod is available once it was ready for
+//! `minReadySeconds`. Terminating pods count for neither (as in Kubernetes).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+
+use crate::events::{EventKind, EventLog, PodId};
+use crate::routers::{Endpoint, PodDirectory, Propagator, draw};
+use crate::scenario::{PortRef, PreStop, Probe, Scenario, parse_signal};
+
+/// A replica could not be started or never became ready.
+#[derive(Debug, thiserror::Error)]
+pub enum PodError {
+    /// The command could not be started.
+    #[error("cannot start replica command {command:?}: {source}")]
+    Spawn {
+        /// The command line.
+        command: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No free port or no log file.
+    #[error("replica setup: {0}")]
+    Io(#[source] std::io::Error),
+    /// The replica did not pass its readiness probe in time.
+    #[error(
+        "replica pod-{pod} did not become ready within {timeout:?}: is the command listening on {{port}} ({addr})? \
+         last probe: {last}; command: {command:?}; its output: {log}"
+    )]
+    NotReady {
+        /// The pod.
+        pod: PodId,
+        /// Time allowed.
+        timeout: Duration,
+        /// Address probed.
+        addr: String,
+        /// Last probe result.
+        last: String,
+        /// The command line.
+        command: String,
+        /// Log file of the replica.
+        log: String,
+    },
+    /// The replica exited before it became ready.
+    #[error(
+        "replica pod-{pod} exited ({status}) before it became ready; command: {command:?}; its output: {log}"
+    )]
+    ExitedEarly {
+        /// The pod.
+        pod: PodId,
+        /// Exit status.
+        status: String,
+        /// The command line.
+        command: String,
+        /// Log file of the replica.
+        log: String,
+    },
+}
+
+/// Live state of one replica.
+#[derive(Debug)]
+pub(crate) struct PodState {
+    pub id: PodId,
+    pub revision: u32,
+    pub port: u16,
+    pub admin_port: u16,
+    pub app_port: u16,
+    pub pid: u32,
+    pub command: String,
+    pub log: PathBuf,
+    ready: AtomicBool,
+    ready_at: Mutex<Option<Instant>>,
+    published: AtomicBool,
+    terminating: AtomicBool,
+    exited: AtomicBool,
+    exit_status: Mutex<Option<String>>,
+    last_probe: Mutex<String>,
+    changed: Notify,
+}
+
+impl PodState {
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+    pub fn is_terminating(&self) -> bool {
+        self.terminating.load(Ordering::SeqCst)
+    }
+    pub fn has_exited(&self) -> bool {
+        self.exited.load(Ordering::SeqCst)
+    }
+    fn available(&self, min_ready: Duration) -> bool {
+        self.is_ready()
+            && self
+                .ready_at
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_some_and(|t| t.elapsed() >= min_ready)
+    }
+    fn port_of(&self, r: PortRef) -> u16 {
+        match r {
+            PortRef::Port => self.port,
+            PortRef::Admin => self.admin_port,
+            PortRef::App => self.app_port,
+        }
+    }
+    async fn wait_exit(&self, until: Instant) -> bool {
+        loop {
+            let notified = self.changed.notified();
+            if self.has_exited() {
+                return true;
+            }
+            if tokio::time::timeout_at(until, notified).await.is_err() {
+                return self.has_exited();
+            }
+        }
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Replaces `{port}`, `{admin_port}`, `{app_port}`, `{pod}`.
+fn substitute(s: &str, id: PodId, port: u16, admin: u16, app: u16) -> String {
+    s.replace("{port}", &port.to_string())
+        .replace("{admin_port}", &admin.to_string())
+        .replace("{app_port}", &app.to_string())
+        .replace("{pod}", &id.to_string())
+}
+
+/// Runs the replicas and the rollouts of one scenario.
+pub(crate) struct Executor {
+    sc: Scenario,
+    log: EventLog,
+    propagator: Arc<Propagator>,
+    directory: Arc<PodDirectory>,
+    workdir: PathBuf,
+    pods: Vec<Arc<PodState>>,
+    next_id: PodId,
+    rng: Mutex<StdRng>,
+    kubelets: TaskTracker,
+}
+
+impl Executor {
+    pub fn new(
+        sc: Scenario,
+        log: EventLog,
+        propagator: Arc<Propagator>,
+        directory: Arc<PodDirectory>,
+        workdir: PathBuf,
+    ) -> Self {
+        let rng = Mutex::new(StdRng::seed_from_u64(sc.seed.wrapping_add(0x5EED)));
+        Self {
+            sc,
+            log,
+            propagator,
+            directory,
+            workdir,
+            pods: Vec::new(),
+            next_id: 0,
+            rng,
+            kubelets: TaskTracker::new(),
+        }
+    }
+
+    /// Every replica ever started.
+    pub fn pods(&self) -> &[Arc<PodState>] {
+        &self.pods
+    }
+
+    /// Live pods, and how many of them are terminating.
+    pub fn counts(&self) -> (usize, usize) {
+        let alive = self.pods.iter().filter(|p| !p.has_exited()).count();
+        let term = self
+            .pods
+            .iter()
+            .filter(|p| p.is_terminating() && !p.has_exited())
+            .count();
+        (alive, term)
+    }
+
+    fn spawn_pod(&mut self, revision: u32) -> Result<Arc<PodState>, PodError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let (port, admin_port, app_port) = (
+            free_port().map_err(PodError::Io)?,
+            free_port().map_err(PodError::Io)?,
+            free_port().map_err(PodError::Io)?,
+        );
+        let template = if revision > 0 {
+            self.sc.new_command.as_ref().unwrap_or(&self.sc.command)
+        } else {
+            &self.sc.command
+        };
+        let argv: Vec<String> = template
+            .iter()
+            .map(|a| substitute(a, id, port, admin_port, app_port))
+            .collect();
+        let command = argv.join(" ");
+        let log = self.workdir.join(format!("pod-{id}.log"));
+        let out = std::fs::File::create(&log).map_err(PodError::Io)?;
+        let err = out.try_clone().map_err(PodError::Io)?;
+        let Some((program, args)) = argv.split_first() else {
+            return Err(PodError::Spawn {
+                command,
+                source: std::io::Error::other("empty command"),
+            });
+        };
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0)
+            .env("PORT", port.to_string())
+            .env("LAMEDUCK_VERIFY_POD", id.to_string());
+        for (k, v) in &self.sc.env {
+            cmd.env(k, substitute(v, id, port, admin_port, app_port));
+        }
+        let mut child = cmd.spawn().map_err(|source| PodError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+        let pid = child.id().unwrap_or(0);
+        let pod = Arc::new(PodState {
+            id,
+            revision,
+            port,
+            admin_port,
+            app_port,
+            pid,
+            command,
+            log,
+            ready: AtomicBool::new(false),
+            ready_at: Mutex::new(None),
+            published: AtomicBool::new(false),
+            terminating: AtomicBool::new(false),
+            exited: AtomicBool::new(false),
+            exit_status: Mutex::new(None),
+            last_probe: Mutex::new("no probe yet".into()),
+            changed: Notify::new(),
+        });
+        self.directory.insert(port, id);
+        self.log
+            .push(Some(id), None, EventKind::PodStarted { pid, revision });
+        let (p, log) = (Arc::clone(&pod), self.log.clone());
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            let (code, signal) = match &status {
+                Ok(s) => (s.code(), std::os::unix::process::ExitStatusExt::signal(s)),
+                Err(_) => (None, None),
+            };
+            log.push(Some(p.id), None, EventKind::Exited { code, signal });
+            *p.exit_status.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some(match (code, signal) {
+                    (Some(c), _) => format!("exit code {c}"),
+                    (_, Some(s)) => format!("signal {s}"),
+                    _ => "unknown status".into(),
+                });
+            // The container's PID namespace goes with its PID 1.
+            if let Ok(pid) = i32::try_from(p.pid) {
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            p.exited.store(true, Ordering::SeqCst);
+            p.changed.notify_waiters();
+        });
+        tokio::spawn(probe_loop(
+            Arc::clone(&pod),
+            self.sc.readiness.clone(),
+            self.log.clone(),
+        ));
+        self.pods.push(Arc::clone(&pod));
+        Ok(pod)
+    }
+
+    fn check_startup(&self, pod: &PodState, since: Instant) -> Result<(), PodError> {
+        if pod.has_exited() && !pod.is_terminating() && !pod.available(Duration::ZERO) {
+            return Err(PodError::ExitedEarly {
+                pod: pod.id,
+                status: pod
+                    .exit_status
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone()
+                    .unwrap_or_default(),
+                command: pod.command.clone(),
+                log: tail(&pod.log),
+            });
+        }
+        if !pod.is_ready() && since.elapsed() > self.sc.startup_timeout.0 {
+            return Err(PodError::NotReady {
+                pod: pod.id,
+                timeout: self.sc.startup_timeout.0,
+                addr: format!("127.0.0.1:{}", pod.port_of(self.sc.readiness.port)),
+                last: pod
+                    .last_probe
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone(),
+                command: pod.command.clone(),
+                log: tail(&pod.log),
+            });
+        }
+        Ok(())
+    }
+
+    /// Starts the first revision and puts every replica behind every router at once.
+    pub async fn start_initial(&mut self) -> Result<(), PodError> {
+        let started = Instant::now();
+        let mut pods = Vec::new();
+        for _ in 0..self.sc.replicas {
+            pods.push(self.spawn_pod(0)?);
+        }
+        loop {
+            for p in &pods {
+                self.check_startup(p, started)?;
+            }
+            if pods.iter().all(|p| p.is_ready()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for p in &pods {
+            p.published.store(true, Ordering::SeqCst);
+            let _ = self
+                .propagator
+                .add_now(Endpoint {
+                    pod: p.id,
+                    addr: ([127, 0, 0, 1], p.port).into(),
+                })
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Publishes readiness changes of non-terminating pods to the routers.
+    fn sync_endpoints(&self) {
+        for p in &self.pods {
+            if p.is_terminating() || p.has_exited() {
+                continue;
+            }
+            let ready = p.is_ready();
+            if ready != p.published.load(Ordering::SeqCst) {
+                p.published.store(ready, Ordering::SeqCst);
+                if ready {
+                    self.propagator.publish_add(Endpoint {
+                        pod: p.id,
+                        addr: ([127, 0, 0, 1], p.port).into(),
+                    });
+                } else {
+                    self.propagator.publish_remove(p.id);
+                }
+            }
+        }
+    }
+
+    /// One rolling update to `revision`; returns when every new pod is available and every old
+    /// pod has exited.
+    pub async fn rolling_update(&mut self, revision: u32) -> Result<(), PodError> {
+        let n = self.sc.replicas as usize;
+        let surge = self.sc.max_surge.resolve(self.sc.replicas, true) as usize;
+        let unavailable = self.sc.max_unavailable.resolve(self.sc.replicas, false) as usize;
+        let min_ready = self.sc.min_ready.0;
+        let mut new: Vec<(Arc<PodState>, Instant)> = Vec::new();
+        loop {
+            self.sync_endpoints();
+            for (p, since) in &new {
+                self.check_startup(p, *since)?;
+            }
+            let old: Vec<Arc<PodState>> = self
+                .pods
+                .iter()
+                .filter(|p| p.revision < revision && !p.is_terminating() && !p.has_exited())
+                .cloned()
+                .collect();
+            while old.len() + new.len() < n + surge && new.len() < n {
+                let p = self.spawn_pod(revision)?;
+                new.push((p, Instant::now()));
+            }
+            let new_available = new.iter().filter(|(p, _)| p.available(min_ready)).count();
+            let old_available = old.iter().filter(|p| p.available(Duration::ZERO)).count();
+            let mut available = old_available + new_available;
+            let min_available = n.saturating_sub(unavailable);
+            // Unready old pods go first, then the oldest.
+            let mut victims = old.clone();
+            victims.sort_by_key(|p| (p.is_ready(), p.id));
+            for p in victims {
+                let counts = p.available(Duration::ZERO);
+                if counts && available <= min_available {
+                    break;
+                }
+                if counts {
+                    available -= 1;
+                }
+                self.terminate(&p);
+            }
+            let old_left = self
+                .pods
+                .iter()
+                .any(|p| p.revision < revision && !p.is_terminating() && !p.has_exited());
+            if !old_left && new.len() == n && new_available == n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.sync_endpoints();
+        self.wait_terminations().await;
+        Ok(())
+    }
+
+    /// Waits until every terminating pod exited (the kubelet tasks bound this by the grace).
+    pub async fn wait_terminations(&self) {
+        self.kubelets.close();
+        self.kubelets.wait().await;
+        self.kubelets.reopen();
+    }
+
+    /// t0 for `pod`: delete it and run the kubelet's side of its termination in the background.
+    fn terminate(&self, pod: &Arc<PodState>) {
+        pod.terminating.store(true, Ordering::SeqCst);
+        self.log.push(Some(pod.id), None, EventKind::PodDeleted);
+        if pod.published.swap(false, Ordering::SeqCst) {
+            self.propagator.publish_remove(pod.id);
+        }
+        let t0 = Instant::now();
+        let notice = draw(
+            &self.sc.kubelet_delay,
+            &mut self.rng.lock().unwrap_or_else(PoisonError::into_inner),
+        );
+        let kubelet = Kubelet {
+            pod: Arc::clone(pod),
+            log: self.log.clone(),
+            pre_stop: self.sc.pre_stop.clone(),
+            signal: parse_signal(&self.sc.stop_signal).unwrap_or(Signal::SIGTERM),
+            signal_name: self.sc.stop_signal.clone(),
+            grace: self.sc.grace.0,
+            env: self.sc.env.clone(),
+        };
+        self.kubelets.spawn(kubelet.run(t0, notice));
+    }
+
+    /// Kills every replica still running (end of the run; not part of the timeline).
+    pub async fn teardown(&self) {
+        for p in &self.pods {
+            if !p.has_exited()
+                && let Ok(pid) = i32::try_from(p.pid)
+            {
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+        let until = Instant::now() + Duration::from_secs(5);
+        for p in &self.pods {
+            p.wait_exit(until).await;
+        }
+    }
+}
+
+/// The kubelet's part of one pod's termination.
+struct Kubelet {
+    pod: Arc<PodState>,
+    log: EventLog,
+    pre_stop: Option<PreStop>,
+    signal: Signal,
+    signal_name: String,
+    grace: Duration,
+    env: BTreeMap<String, String>,
+}
+
+impl Kubelet {
+    async fn run(self, t0: Instant, notice: Duration) {
+        let pod = &self.pod;
+        let mut deadline = t0 + self.grace;
+        tokio::time::sleep_until((t0 + notice).min(deadline)).await;
+        if let Some(hook) = &self.pre_stop
+            && !pod.has_exited()
+        {
+            self.log.push(Some(pod.id), None, EventKind::PreStopStarted);
+            let ok = tokio::time::timeout_at(deadline, self.pre_stop(hook))
+                .await
+                .unwrap_or(false);
+            self.log
+                .push(Some(pod.id), None, EventKind::PreStopFinished { ok });
+            if Instant::now() >= deadline {
+                // The kubelet grants a one-off 2 s extension after a preStop that used the grace.
+                deadline = Instant::now() + Duration::from_secs(2);
+            }
+        }
+        if !pod.has_exited() {
+            if let Ok(pid) = i32::try_from(pod.pid) {
+                let _ = kill(Pid::from_raw(pid), self.signal);
+            }
+            self.log.push(
+                Some(pod.id),
+                None,
+                EventKind::StopSignal {
+                    signal: self.signal_name.clone(),
+                },
+            );
+        }
+        if !pod.wait_exit(deadline).await {
+            if let Ok(pid) = i32::try_from(pod.pid) {
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            self.log.push(Some(pod.id), None, EventKind::Killed);
+            pod.wait_exit(Instant::now() + Duration::from_secs(10))
+                .await;
+        }
+    }
+
+    async fn pre_stop(&self, hook: &PreStop) -> bool {
+        let pod = &self.pod;
+        match hook {
+            PreStop::Sleep(d) => {
+                tokio::time::sleep(d.0).await;
+                true
+            }
+            PreStop::Exec(argv) => {
+                let argv: Vec<String> = argv
+                    .iter()
+                    .map(|a| substitute(a, pod.id, pod.port, pod.admin_port, pod.app_port))
+                    .collect();
+                let Some((program, args)) = argv.split_first() else {
+                    return false;
+                };
+                let mut cmd = tokio::process::Command::new(program);
+                cmd.args(args)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .kill_on_drop(true);
+                cmd.env("PORT", pod.port.to_string());
+                for (k, v) in &self.env {
+                    cmd.env(
+                        k,
+                        substitute(v, pod.id, pod.port, pod.admin_port, pod.app_port),
+                    );
+                }
+                match cmd.spawn() {
+                    Ok(mut child) => child.wait().await.is_ok_and(|s| s.success()),
+                    Err(_) => false,
+                }
+            }
+            PreStop::Http { path, port } => {
+                http_get(pod.port_of(*port), path, Duration::from_secs(3600))
+                    .await
+                    .is_ok()
+            }
+        }
+    }
+}
+
+/// Probes `pod` until it terminates or exits; flips readiness per the thresholds.
+async fn probe_loop(pod: Arc<PodState>, probe: Probe, log: EventLog) {
+    tokio::time::sleep(probe.initial_delay.0).await;
+    let (mut ok_run, mut fail_run) = (0u32, 0u32);
+    let mut tick = tokio::time::interval(probe.period.0);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pod.is_terminating() || pod.has_exited() {
+            return;
+        }
+        let port = pod.port_of(probe.port);
+        let res = match &probe.path {
+            Some(path) => http_get(port, path, probe.timeout.0).await,
+            None => tokio::time::timeout(probe.timeout.0, TcpStream::connect(("127.0.0.1", port)))
+                .await
+                .map_err(|_| "timeout".to_string())
+                .and_then(|r| r.map(drop).map_err(|e| e.to_string())),
+        };
+        *pod.last_probe
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = match &res {
+            Ok(()) => "ok".into(),
+            Err(e) => e.clone(),
+        };
+        if res.is_ok() {
+            ok_run += 1;
+            fail_run = 0;
+            if !pod.is_ready() && ok_run >= probe.success_threshold {
+                *pod.ready_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+                pod.ready.store(true, Ordering::SeqCst);
+                log.push(Some(pod.id), None, EventKind::PodReady);
+                pod.changed.notify_waiters();
+            }
+        } else {
+            fail_run += 1;
+            ok_run = 0;
+            if pod.is_ready() && fail_run >= probe.failure_threshold {
+                pod.ready.store(false, Ordering::SeqCst);
+                log.push(Some(pod.id), None, EventKind::PodUnready);
+                pod.changed.notify_waiters();
+            }
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 GET with `Connection: close`, as the kubelet's prober does; 200–399 is ok.
+pub(crate) async fn http_get(port: u16, path: &str, timeout: Duration) -> Result<(), String> {
+    let fut = async {
+        let mut s = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| e.to_string())?;
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: kube-probe/1.34\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(req.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 64];
+        let mut n = 0;
+        while n < 12 {
+            let m = s.read(&mut buf[n..]).await.map_err(|e| e.to_string())?;
+            if m == 0 {
+                return Err("connection closed before a status line".into());
+            }
+            n += m;
+        }
+        let line = String::from_utf8_lossy(&buf[..n]);
+        let code: u16 = line
+            .get(9..12)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| format!("bad status line {line:?}"))?;
+        if (200..400).contains(&code) {
+            Ok(())
+        } else {
+            Err(format!("HTTP {code}"))
+        }
+    };
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| "timeout".to_string())?
+}
+
+/// The last lines of a replica's log, for error messages.
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().rev().take(5).collect();
+    if lines.is_empty() {
+        format!("(nothing; log {})", path.display())
+    } else {
+        format!(
+            "{} (log {})",
+            lines.into_iter().rev().collect::<Vec<_>>().join(" | "),
+            path.display()
+        )
+    }
+}
