@@ -1,10 +1,16 @@
 //! `lameduck lint` as a user runs it: exit codes, stdin, directories, config discovery, formats.
 
+// Test helpers outside #[test] functions may fail loudly too.
+#![allow(clippy::unwrap_used)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../lameduck-lint/tests/fixtures");
+const FIXTURES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../lameduck-lint/tests/fixtures"
+);
 
 fn lameduck(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_lameduck"))
@@ -42,29 +48,57 @@ fn fixture(path: &str) -> String {
 #[test]
 fn exit_codes_follow_fail_on() {
     let dir = temp_dir("exit");
-    std::fs::write(dir.join("clean.yaml"), fixture("checks/pdb-missing/pass.yaml")).unwrap();
-    std::fs::write(dir.join("info.yaml"), fixture("checks/min-ready-seconds-unset/fail.yaml")).unwrap();
+    std::fs::write(
+        dir.join("clean.yaml"),
+        fixture("checks/pdb-missing/pass.yaml"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("info.yaml"),
+        fixture("checks/min-ready-seconds-unset/fail.yaml"),
+    )
+    .unwrap();
     assert_eq!(lameduck(&dir, &["clean.yaml"], None).status.code(), Some(0));
     // An info finding fails only with --fail-on info.
     assert_eq!(lameduck(&dir, &["info.yaml"], None).status.code(), Some(0));
-    assert_eq!(lameduck(&dir, &["--fail-on", "info", "info.yaml"], None).status.code(), Some(1));
+    assert_eq!(
+        lameduck(&dir, &["--fail-on", "info", "info.yaml"], None)
+            .status
+            .code(),
+        Some(1)
+    );
     let out = lameduck(&dir, &["--fail-on", "error", "info.yaml"], None);
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).contains("info[min-ready-seconds-unset]"));
-    assert_eq!(lameduck(&dir, &["missing.yaml"], None).status.code(), Some(2));
+    assert_eq!(
+        lameduck(&dir, &["missing.yaml"], None).status.code(),
+        Some(2)
+    );
     assert_eq!(lameduck(&dir, &[], None).status.code(), Some(2));
 }
 
 #[test]
 fn stdin_with_a_broken_document_reports_the_rest_and_exits_2() {
     let dir = temp_dir("stdin");
-    let input = format!("{}\n---\nkind: [oops\n", fixture("checks/no-shutdown-delay/fail.yaml"));
+    let input = format!(
+        "{}\n---\nkind: [oops\n",
+        fixture("checks/no-shutdown-delay/fail.yaml")
+    );
     let out = lameduck(&dir, &["-"], Some(&input));
     assert_eq!(out.status.code(), Some(2));
     let text = stdout(&out);
-    assert!(text.contains("<stdin>:") && text.contains("error[no-shutdown-delay]"), "{text}");
-    assert!(text.contains("input error: invalid YAML in the document starting at line"), "{text}");
-    assert!(!text.contains('\x1b'), "no colour when stdout is not a terminal");
+    assert!(
+        text.contains("<stdin>:") && text.contains("error[no-shutdown-delay]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("input error: invalid YAML in the document starting at line"),
+        "{text}"
+    );
+    assert!(
+        !text.contains('\x1b'),
+        "no colour when stdout is not a terminal"
+    );
 }
 
 #[test]
@@ -72,22 +106,41 @@ fn directories_are_searched_recursively_and_config_is_found_upward() {
     let dir = temp_dir("dirs");
     std::fs::create_dir_all(dir.join("deploy/nested")).unwrap();
     std::fs::create_dir_all(dir.join("deploy/.hidden")).unwrap();
-    std::fs::write(dir.join("deploy/nested/web.yml"), fixture("checks/single-replica/fail.yaml")).unwrap();
+    std::fs::write(
+        dir.join("deploy/nested/web.yml"),
+        fixture("checks/single-replica/fail.yaml"),
+    )
+    .unwrap();
     std::fs::write(dir.join("deploy/.hidden/x.yaml"), "kind: [broken").unwrap();
     std::fs::write(dir.join("deploy/notes.txt"), "kind: [broken").unwrap();
     let out = lameduck(&dir.join("deploy"), &["."], None);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(stdout(&out).contains("nested/web.yml:"), "{}", stdout(&out));
     // .lameduck.yaml in a parent directory of the working directory applies.
-    std::fs::write(dir.join(".lameduck.yaml"), "lint:\n  disable: [single-replica]\n").unwrap();
+    std::fs::write(
+        dir.join(".lameduck.yaml"),
+        "lint:\n  disable: [single-replica]\n",
+    )
+    .unwrap();
     let out = lameduck(&dir.join("deploy"), &["."], None);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
-    assert_eq!(lameduck(&dir.join("deploy"), &["--no-config", "."], None).status.code(), Some(1));
+    assert_eq!(
+        lameduck(&dir.join("deploy"), &["--no-config", "."], None)
+            .status
+            .code(),
+        Some(1)
+    );
     // A broken config is a usage error naming the line.
-    std::fs::write(dir.join(".lameduck.yaml"), "lint:\n  disable: [no-such-check]\n").unwrap();
+    std::fs::write(
+        dir.join(".lameduck.yaml"),
+        "lint:\n  disable: [no-such-check]\n",
+    )
+    .unwrap();
     let out = lameduck(&dir.join("deploy"), &["."], None);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2: unknown check \"no-such-check\""));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 2: unknown check \"no-such-check\"")
+    );
 }
 
 #[test]
@@ -104,7 +157,12 @@ fn json_and_sarif_formats() {
     let sarif: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(sarif["version"], "2.1.0");
     let first = &sarif["runs"][0]["results"][0]["locations"][0]["physicalLocation"];
-    assert!(first["artifactLocation"]["uri"].as_str().unwrap().ends_with("data/postgres.yaml"));
+    assert!(
+        first["artifactLocation"]["uri"]
+            .as_str()
+            .unwrap()
+            .ends_with("data/postgres.yaml")
+    );
     assert_eq!(first["region"]["startLine"], 56);
 }
 
@@ -118,5 +176,8 @@ fn list_and_explain() {
     assert!(text.contains("grace-period-too-short") && text.contains("error"));
     let out = lameduck(&dir, &["--explain", "grace-period-too-short"], None);
     assert!(stdout(&out).contains("Fix: Raise terminationGracePeriodSeconds"));
-    assert_eq!(lameduck(&dir, &["--explain", "nope"], None).status.code(), Some(2));
+    assert_eq!(
+        lameduck(&dir, &["--explain", "nope"], None).status.code(),
+        Some(2)
+    );
 }

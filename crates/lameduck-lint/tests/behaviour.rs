@@ -1,6 +1,9 @@
 //! Behaviour beyond single fixtures: ignores, configuration, cross-object lookups, the
 //! grace arithmetic's numbers, and input errors.
 
+// Test helpers outside #[test] functions may fail loudly too.
+#![allow(clippy::unwrap_used)]
+
 use lameduck_lint::{Config, Finding, Severity, lint, load, load_all};
 
 fn findings(text: &str, config: &Config) -> Vec<Finding> {
@@ -12,7 +15,11 @@ fn findings(text: &str, config: &Config) -> Vec<Finding> {
 const WEB: &str = include_str!("fixtures/checks/no-shutdown-delay/fail.yaml");
 
 fn ids(findings: &[Finding]) -> Vec<&str> {
-    findings.iter().filter(|f| f.suppressed.is_none()).map(|f| f.check).collect()
+    findings
+        .iter()
+        .filter(|f| f.suppressed.is_none())
+        .map(|f| f.check)
+        .collect()
 }
 
 #[test]
@@ -26,7 +33,11 @@ fn ignore_annotation_with_reason_suppresses_and_keeps_the_reason() {
 
 #[test]
 fn ignore_without_reason_is_not_applied_and_is_reported() {
-    let text = WEB.replacen("  namespace: shop\n", "  namespace: shop\n  annotations:\n    lameduck.dev/ignore: no-shutdown-delay\n", 1);
+    let text = WEB.replacen(
+        "  namespace: shop\n",
+        "  namespace: shop\n  annotations:\n    lameduck.dev/ignore: no-shutdown-delay\n",
+        1,
+    );
     let all = findings(&text, &Config::default());
     assert_eq!(ids(&all), ["invalid-ignore", "no-shutdown-delay"]);
 }
@@ -57,11 +68,21 @@ fn grace_margin_is_configurable_and_the_message_shows_the_arithmetic() {
 
 #[test]
 fn lameduck_run_drain_settings_enter_the_arithmetic() {
-    let text = include_str!("fixtures/checks/no-shutdown-delay/pass.yaml").replace("--min-wait, 2s", "--max-wait, 30s");
+    let text = include_str!("fixtures/checks/no-shutdown-delay/pass.yaml")
+        .replace("--min-wait, 2s", "--max-wait, 30s");
     let all = findings(&text, &Config::default());
-    let grace: Vec<_> = all.iter().filter(|f| f.check == "grace-period-too-short").collect();
+    let grace: Vec<_> = all
+        .iter()
+        .filter(|f| f.check == "grace-period-too-short")
+        .collect();
     assert_eq!(grace.len(), 1, "{all:#?}");
-    assert!(grace[0].message.contains("`lameduck run` max-wait 30s --max-wait + close 5s default"), "{}", grace[0].message);
+    assert!(
+        grace[0]
+            .message
+            .contains("`lameduck run` max-wait 30s --max-wait + close 5s default"),
+        "{}",
+        grace[0].message
+    );
 }
 
 #[test]
@@ -73,7 +94,11 @@ fn cross_object_checks_see_every_file_of_the_run() {
     assert!(lint(&separate.objects, &Config::default()).is_empty());
     let alone = load("deploy.yaml", deploy);
     let all = lint(&alone.objects, &Config::default());
-    assert_eq!(ids(&all), ["pdb-missing"], "without the Service and PDB files: {all:#?}");
+    assert_eq!(
+        ids(&all),
+        ["pdb-missing"],
+        "without the Service and PDB files: {all:#?}"
+    );
 }
 
 #[test]
@@ -91,8 +116,15 @@ fn malformed_documents_are_input_errors_and_the_rest_is_linted() {
     let loaded = load("t.yaml", &text);
     assert_eq!(loaded.errors.len(), 1);
     let err = &loaded.errors[0];
-    let broken_doc_line = text.lines().position(|l| l.starts_with("metadata: {name: [oops")).unwrap() + 1;
+    let broken_doc_line = text
+        .lines()
+        .position(|l| l.starts_with("metadata: {name: [oops"))
+        .unwrap()
+        + 1;
     assert!(err.pos.line >= broken_doc_line, "{err}");
     assert!(err.to_string().starts_with("t.yaml:"), "{err}");
-    assert_eq!(ids(&lint(&loaded.objects, &Config::default())), ["no-shutdown-delay"]);
+    assert_eq!(
+        ids(&lint(&loaded.objects, &Config::default())),
+        ["no-shutdown-delay"]
+    );
 }

@@ -1,6 +1,9 @@
 //! Property tests of the input path: whatever bytes arrive, loading never panics, every error
 //! names a line inside the input, and a broken document never hides the valid ones around it.
 
+// Test helpers outside #[test] functions may fail loudly too.
+#![allow(clippy::unwrap_used)]
+
 use lameduck_lint::{Config, lint, load};
 use proptest::prelude::*;
 
@@ -9,9 +12,19 @@ const JSON_SEED: &str = include_str!("fixtures/realistic/shop/api.json");
 
 /// A mutation of a seed text: replace, insert or delete characters at some positions.
 fn mutate(seed: &'static str) -> impl Strategy<Value = String> {
-    let edits = prop::collection::vec((any::<prop::sample::Index>(), 0u8..3, prop::sample::select(&[
-        ":", "-", " ", "\n", "[", "]", "{", "}", "\"", "'", "&a", "*a", "!!", "#", "---\n", "...\n", "|", ">", "\t", "%", "@", "\u{0}", "é",
-    ][..])), 1..8);
+    let edits = prop::collection::vec(
+        (
+            any::<prop::sample::Index>(),
+            0u8..3,
+            prop::sample::select(
+                &[
+                    ":", "-", " ", "\n", "[", "]", "{", "}", "\"", "'", "&a", "*a", "!!", "#",
+                    "---\n", "...\n", "|", ">", "\t", "%", "@", "\u{0}", "é",
+                ][..],
+            ),
+        ),
+        1..8,
+    );
     edits.prop_map(move |edits| {
         let mut chars: Vec<char> = seed.chars().collect();
         for (at, op, text) in edits {
@@ -35,13 +48,21 @@ fn check_invariants(text: &str) {
     let loaded = load("in.yaml", text);
     let lines = text.lines().count().max(1) + 1;
     for e in &loaded.errors {
-        assert!(e.pos.line >= 1 && e.pos.line <= lines, "error line {} outside 1..={lines}: {e}", e.pos.line);
+        assert!(
+            e.pos.line >= 1 && e.pos.line <= lines,
+            "error line {} outside 1..={lines}: {e}",
+            e.pos.line
+        );
         assert!(!e.message.is_empty());
     }
     // Linting whatever was loaded must not panic either.
     let findings = lint(&loaded.objects, &Config::default());
     for f in findings {
-        assert!(f.pos.line >= 1 && f.pos.line <= lines, "finding line {} outside input", f.pos.line);
+        assert!(
+            f.pos.line >= 1 && f.pos.line <= lines,
+            "finding line {} outside input",
+            f.pos.line
+        );
     }
 }
 

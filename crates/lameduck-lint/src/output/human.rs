@@ -70,10 +70,10 @@ pub fn human(report: &Report<'_>, color: bool) -> String {
         "no findings".to_owned()
     } else {
         format!(
-            "{}, {}, {}",
+            "{}, {}, {} info",
             plural(counts[0], "error"),
             plural(counts[1], "warning"),
-            format!("{} info", counts[2])
+            counts[2]
         )
     };
     if report.suppressed() > 0 {
