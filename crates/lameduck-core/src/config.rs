@@ -204,7 +204,7 @@ impl Settings {
 }
 
 /// Validated settings: `min_wait <= max_wait` and the phases fit in the grace period.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Config {
     settings: Settings,
 }
@@ -218,14 +218,6 @@ impl Config {
     /// The validated settings.
     pub fn settings(&self) -> &Settings {
         &self.settings
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            settings: Settings::default(),
-        }
     }
 }
 

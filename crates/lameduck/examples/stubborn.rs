@@ -51,7 +51,7 @@ async fn main() -> ExitCode {
 
     let app = Router::new()
         .route("/", get(|| async { "hello\n" }))
-        .route("/hang", get(|| std::future::pending::<&'static str>()))
+        .route("/hang", get(std::future::pending::<&'static str>))
         .route("/sse", get(endless_sse))
         .route("/ws", get(deaf_ws));
     match lameduck.serve(listener, app).await {

@@ -70,6 +70,13 @@ pub(crate) fn render(lameduck: &Lameduck) -> String {
         "Open connections by protocol",
         connections,
     );
+    let tracked = Gauge::<i64>::default();
+    tracked.set(i64::try_from(lameduck.shutdown().connections().len()).unwrap_or(i64::MAX));
+    registry.register(
+        "tracked_connections",
+        "Connections (upgraded ones included) that Closing waits for",
+        tracked,
+    );
 
     let shutdown = lameduck.shutdown();
     let in_flight = Gauge::<i64>::default();

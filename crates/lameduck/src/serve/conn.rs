@@ -7,14 +7,19 @@ use lameduck_core::Phase;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::io::{ConnIo, ConnState};
 use super::service::Tracked;
 use super::{HttpService, Protocol, ResponseBody, Shared};
 
 /// Serves one accepted connection until it ends, is closed by the drain, or is forced.
-pub(crate) async fn drive<S, B>(shared: Arc<Shared>, stream: TcpStream, service: S)
-where
+pub(crate) async fn drive<S, B>(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    tracked: TaskTrackerToken,
+    service: S,
+) where
     S: HttpService<B>,
     B: ResponseBody,
 {
@@ -36,7 +41,7 @@ where
     let io = ConnIo::new(
         stream,
         Arc::clone(&state),
-        shutdown.connections().token(),
+        tracked,
         gone.clone().drop_guard(),
     );
     let service = Tracked {

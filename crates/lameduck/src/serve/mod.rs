@@ -189,8 +189,16 @@ impl<S, B> Serve<S, B> {
             match accepted {
                 Ok((stream, _peer)) => {
                     shutdown.activity().record_arrival();
-                    let connection = conn::drive(Arc::clone(&shared), stream, service.clone());
-                    shutdown.connections().spawn(connection);
+                    // The token (not the task) is what Closing waits for: it lives in the
+                    // socket wrapper, so an upgraded connection stays counted after hyper
+                    // hands it over.
+                    let tracked = shutdown.connections().token();
+                    tokio::spawn(conn::drive(
+                        Arc::clone(&shared),
+                        stream,
+                        tracked,
+                        service.clone(),
+                    ));
                 }
                 Err(error) if is_per_connection(&error) => {}
                 Err(error) => {

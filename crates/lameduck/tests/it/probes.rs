@@ -1,0 +1,127 @@
+//! Probes: readiness fails at once on SIGTERM while the app keeps serving.
+
+use std::time::{Duration, Instant};
+
+use lameduck_testkit::Signal;
+use lameduck_testkit::get_once;
+
+use crate::start;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_fails_at_once_while_requests_still_succeed() {
+    let mut app = start("axum", &[("LAMEDUCK_MIN_WAIT", "2s")]);
+    assert_eq!(app.admin("/readyz").await, (200, "serving\n".to_owned()));
+    assert_eq!(app.admin("/startupz").await.0, 200);
+
+    app.child.signal(Signal::SIGTERM);
+    let signalled = Instant::now();
+    let mut first_503 = None;
+    for _ in 0..400 {
+        let (status, body) = app.admin("/readyz").await;
+        if status == 503 {
+            assert_eq!(body, "draining\n");
+            first_503 = Some(signalled.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let first_503 = first_503.expect("readyz never failed");
+    assert!(
+        first_503 <= Duration::from_millis(100),
+        "readyz took {first_503:?} to fail"
+    );
+
+    // The drain wait (min 2 s) is not over: every request on a new connection succeeds.
+    let mut served = 0;
+    while signalled.elapsed() < Duration::from_millis(1500) {
+        let reply = get_once(app.addr, "/")
+            .await
+            .expect("served while draining");
+        assert_eq!(reply.status, 200);
+        assert!(
+            reply.says_close(),
+            "responses while draining ask the client to close"
+        );
+        served += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served >= 10, "only {served} requests sent");
+    assert_eq!(
+        app.admin("/livez").await.0,
+        200,
+        "liveness never fails during the drain"
+    );
+    assert_eq!(app.admin("/startupz").await.0, 200);
+
+    assert!(app.stopped_line().starts_with("drain ended by quiet"));
+    assert_eq!(app.exit_code(Duration::from_secs(10)), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_endpoint_starts_the_drain_and_a_later_sigterm_is_not_a_forced_stop() {
+    let mut app = start("axum", &[("LAMEDUCK_MIN_WAIT", "1s")]);
+    let mut conn = lameduck_testkit::Http1Conn::connect(app.admin)
+        .await
+        .unwrap();
+    assert_eq!(
+        conn.get("/drain").await.unwrap().status,
+        405,
+        "GET must not drain"
+    );
+    assert_eq!(app.admin("/readyz").await.0, 200);
+
+    assert_eq!(
+        post(app.admin, "/drain").await,
+        "drain started; phase draining\n"
+    );
+    assert_eq!(app.admin("/readyz").await, (503, "draining\n".to_owned()));
+    // The kubelet's SIGTERM after a preStop `lameduck wait` is a first signal: no forced stop.
+    app.child.signal(Signal::SIGTERM);
+    assert!(app.stopped_line().starts_with("drain ended by quiet"));
+    assert_eq!(app.exit_code(Duration::from_secs(10)), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_with_wait_answers_once_the_drain_wait_is_over() {
+    let mut app = start("axum", &[("LAMEDUCK_MIN_WAIT", "1s")]);
+    // A slow request keeps the process in Closing long enough for the admin answer to go out
+    // before the example exits.
+    let mut busy = lameduck_testkit::Http1Conn::connect(app.addr)
+        .await
+        .unwrap();
+    let slow = tokio::spawn(async move { busy.get("/slow?ms=2500").await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let body = post(app.admin, "/drain?wait=true").await;
+    assert_eq!(body, "drain started; phase closing\n");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "answered before min_wait"
+    );
+    assert_eq!(slow.await.unwrap().unwrap().status, 200);
+    assert!(app.stopped_line().starts_with("drain ended by quiet"));
+    assert_eq!(app.exit_code(Duration::from_secs(10)), 0);
+}
+
+async fn post(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(15),
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned()
+}
