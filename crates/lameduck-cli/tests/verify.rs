@@ -1,0 +1,284 @@
+//! `lameduck verify` as a user runs it: real replicas (the built-in naive app, alone or under
+//! `lameduck run`), real loopback sockets, real signals. These tests assert counts and the
+//! accounting invariant, never timings.
+
+#![allow(clippy::unwrap_used)]
+
+mod verify_util;
+
+use verify_util::*;
+
+/// Routers in every case: one L4 (router 0) and one L7 (router 1), so one run shows both modes.
+const BOTH: &str = "routers:\n  - kind: l4\n  - kind: l7\n";
+
+#[test]
+fn naive_app_loses_requests_in_l4_and_l7_mode() {
+    let dir = temp_dir("naive");
+    let yaml = scenario(&naive(), BOTH, "uniform: {min: 0.5s, max: 3s}", "", 1);
+    let r = verify_file(&dir, "naive.yaml", &yaml, &[]);
+    assert_eq!(r.code, 1, "a run with failures exits 1");
+    let rep = &r.reports[0];
+    assert!(router_failures(rep, 0) > 0, "L4: {}", summary(rep));
+    assert!(router_failures(rep, 1) > 0, "L7: {}", summary(rep));
+    assert!(rep["exposure"].as_f64().unwrap() > 0.5, "{}", summary(rep));
+    // Failures hit pods that had already exited while routers still routed to them.
+    assert!(
+        rep["failures_by_phase"]["gone"].as_u64().unwrap_or(0) > 0,
+        "{}",
+        summary(rep)
+    );
+}
+
+#[test]
+fn naive_app_with_prestop_sleep_5_loses_only_pinned_l4_requests() {
+    let dir = temp_dir("sleep5");
+    // Requests take 50 ms, so keep-alive connections are busy when the pod goes, as with wrk.
+    let yaml = scenario(
+        &naive(),
+        BOTH,
+        "uniform: {min: 0.5s, max: 3s}",
+        "preStop:\n  sleep: 5s\nload:\n  rate: 300\n  path: /slow?ms=50\n",
+        1,
+    );
+    let r = verify_file(&dir, "sleep5.yaml", &yaml, &[]);
+    let rep = &r.reports[0];
+    assert_eq!(
+        router_failures(rep, 1),
+        0,
+        "L7 must lose nothing: {}",
+        summary(rep)
+    );
+    assert!(
+        router_failures(rep, 0) > 0,
+        "L4 pinned connections: {}",
+        summary(rep)
+    );
+    // Lost when the pod stopped, on connections the L4 router had pinned long after withdrawal.
+    assert_eq!(
+        rep["failures_by_class"]["refused"].as_u64().unwrap_or(0),
+        0,
+        "{}",
+        summary(rep)
+    );
+    assert!(rep["exposure"].as_f64().unwrap() < 0.01, "{}", summary(rep));
+}
+
+#[test]
+fn naive_app_with_prestop_sleep_5_loses_many_when_the_tail_exceeds_it() {
+    let dir = temp_dir("sleep5-tail");
+    let yaml = scenario(
+        &naive(),
+        BOTH,
+        "uniform: {min: 0.5s, max: 8s}",
+        "preStop:\n  sleep: 5s\n",
+        4,
+    );
+    let r = verify_file(&dir, "tail.yaml", &yaml, &[]);
+    let rep = &r.reports[0];
+    let failed = rep["load"]["failed"].as_u64().unwrap();
+    // Seed 4 draws L7 withdrawals later than the sleep: it keeps routing to exited pods.
+    assert!(failed >= 50, "{}", summary(rep));
+    assert!(
+        rep["exposure_by_router"]["1"].as_f64().unwrap() > 1.0,
+        "{}",
+        summary(rep)
+    );
+}
+
+#[test]
+fn wrapped_app_loses_nothing_across_five_seeds() {
+    if !run_available() {
+        return;
+    }
+    let dir = temp_dir("wrapped");
+    for dist in [
+        "uniform: {min: 0.5s, max: 3s}",
+        "uniform: {min: 0.5s, max: 8s}",
+    ] {
+        let runs: Vec<_> = (1..=5)
+            .map(|seed| {
+                let yaml = scenario(
+                    &wrapped(),
+                    BOTH,
+                    dist,
+                    "readinessProbe:\n  path: /readyz\n  port: admin\nload:\n  rate: 100\n",
+                    seed,
+                );
+                let dir = dir.clone();
+                std::thread::spawn(move || verify_file(&dir, &format!("w{seed}.yaml"), &yaml, &[]))
+            })
+            .collect();
+        for (seed, run) in runs.into_iter().enumerate() {
+            let r = run.join().unwrap();
+            let rep = &r.reports[0];
+            assert_eq!(
+                rep["load"]["failed"].as_u64(),
+                Some(0),
+                "{dist} seed {}: {}",
+                seed + 1,
+                summary(rep)
+            );
+            assert_eq!(r.code, 0);
+        }
+    }
+}
+
+#[test]
+fn steady_load_without_rollout_has_no_failures() {
+    let dir = temp_dir("steady");
+    let yaml = scenario(
+        &naive(),
+        BOTH,
+        "fixed: 1s",
+        "rollouts: 0\nload:\n  rate: 200\n  duration: 30s\n",
+        1,
+    );
+    let r = verify_file(&dir, "steady.yaml", &yaml, &[]);
+    let rep = &r.reports[0];
+    assert_eq!(r.code, 0, "{}", summary(rep));
+    assert_eq!(rep["load"]["failed"].as_u64(), Some(0));
+    // Open loop: 30 s at 200/s is about 6000 requests, whatever the latency.
+    let started = rep["load"]["started"].as_u64().unwrap();
+    assert!((5_500..=6_500).contains(&started), "{started}");
+}
+
+#[test]
+fn demo_shows_bare_failures_and_wrapped_none() {
+    if !run_available() {
+        return;
+    }
+    let out = lameduck(&["verify", "--demo", "--json", "-q"]);
+    let reports = parse_reports(&out);
+    assert_eq!(reports.len(), 2);
+    assert!(
+        reports[0]["load"]["failed"].as_u64().unwrap() > 0,
+        "{}",
+        summary(&reports[0])
+    );
+    assert_eq!(
+        reports[1]["load"]["failed"].as_u64(),
+        Some(0),
+        "{}",
+        summary(&reports[1])
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn flags_override_the_file_and_h2c_websocket_streaming_load_is_counted() {
+    let dir = temp_dir("kinds");
+    let yaml = scenario(&naive(), "routers:\n  - kind: l4\n", "fixed: 2s", "", 1);
+    let r = verify_file(
+        &dir,
+        "kinds.yaml",
+        &yaml,
+        &[
+            "--router",
+            "l7",
+            "--rollouts",
+            "0",
+            "--duration",
+            "4s",
+            "--protocol",
+            "h2c",
+            "--websockets",
+            "2",
+            "--streams",
+            "2",
+            "--slow-share",
+            "0.05",
+        ],
+    );
+    let rep = &r.reports[0];
+    assert_eq!(rep["routers"].as_array().unwrap().len(), 1);
+    assert_eq!(rep["routers"][0]["kind"], "l7");
+    assert_eq!(rep["load"]["failed"].as_u64(), Some(0), "{}", summary(rep));
+    for kind in ["plain", "slow", "websocket", "stream"] {
+        assert!(
+            rep["load"]["by_kind"][kind].as_u64().unwrap_or(0) > 0,
+            "{kind}: {}",
+            summary(rep)
+        );
+    }
+}
+
+#[test]
+fn bad_scenarios_and_commands_are_clear_errors() {
+    let dir = temp_dir("errors");
+    let cases = [
+        (
+            "unknown.yaml",
+            "replicas: 3\nload:\n  rate: 10\n  burst: 5\n",
+            "unknown.yaml:4:",
+            "burst",
+        ),
+        (
+            "prob.yaml",
+            "load:\n  slow:\n    share: 1.5\n",
+            "prob.yaml:3:",
+            "probability",
+        ),
+        (
+            "stuck.yaml",
+            "strategy:\n  maxSurge: 0\n  maxUnavailable: 0\n",
+            "stuck.yaml:3:",
+            "cannot both be 0",
+        ),
+        (
+            "dist.yaml",
+            "propagation:\n  lognormal: {median: 2s, p99: 1s}\n",
+            "dist.yaml:2:",
+            "median",
+        ),
+        ("yaml.yaml", "replicas: [3\n", "yaml.yaml:", ""),
+    ];
+    for (name, yaml, location, words) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, yaml).unwrap();
+        let out = lameduck(&["verify", "-q", "-f", path.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(
+            err.contains(location) && err.contains(words),
+            "{name}: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    }
+    // A command that dies at once: the error names the pod, the exit and its output.
+    let out = lameduck(&[
+        "verify",
+        "-q",
+        "--",
+        "sh",
+        "-c",
+        "echo boom >&2; exit 3",
+        "{port}",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("pod-0 exited (exit code 3)") && err.contains("boom"),
+        "{err}"
+    );
+    // A command without {port}.
+    let out = lameduck(&["verify", "-q", "--", "sleep", "5"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("{port}"), "{err}");
+}
+
+#[test]
+fn a_command_that_does_not_listen_times_out_with_a_clear_error() {
+    let dir = temp_dir("silent");
+    let yaml =
+        "command: [sleep, '30', '{port}']\nstartupTimeout: 2s\nreadinessProbe:\n  path: /healthz\n";
+    let path = dir.join("silent.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = lameduck(&["verify", "-q", "-f", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("did not become ready within 2s") && err.contains("listening on {port}"),
+        "{err}"
+    );
+}
