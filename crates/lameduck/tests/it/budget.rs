@@ -24,7 +24,8 @@ async fn with_no_traffic_the_wait_is_the_larger_of_min_wait_and_quiet_window() {
             ("LAMEDUCK_MIN_WAIT", "500ms"),
             ("LAMEDUCK_QUIET_WINDOW", "1500ms"),
         ],
-    );
+    )
+    .await;
     app.child.signal(Signal::SIGTERM);
     let stopped = app.stopped_line();
     assert!(stopped.starts_with("drain ended by quiet"), "{stopped}");
@@ -44,7 +45,8 @@ async fn traffic_holds_the_drain_until_it_stops() {
             ("LAMEDUCK_MIN_WAIT", "500ms"),
             ("LAMEDUCK_QUIET_WINDOW", "500ms"),
         ],
-    );
+    )
+    .await;
     app.child.signal(Signal::SIGTERM);
     let signalled = Instant::now();
     let mut sent = 0;
@@ -70,7 +72,8 @@ async fn steady_traffic_ends_the_wait_at_max_wait() {
             ("LAMEDUCK_MIN_WAIT", "500ms"),
             ("LAMEDUCK_MAX_WAIT", "1500ms"),
         ],
-    );
+    )
+    .await;
     app.child.signal(Signal::SIGTERM);
     let signalled = Instant::now();
     let mut served_after_closing = 0;

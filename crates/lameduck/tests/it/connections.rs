@@ -10,7 +10,7 @@ use crate::start;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_client_is_told_to_close_while_draining() {
-    let mut app = start("axum", &[("LAMEDUCK_MIN_WAIT", "2s")]);
+    let mut app = start("axum", &[("LAMEDUCK_MIN_WAIT", "2s")]).await;
     let mut conn = Http1Conn::connect(app.addr).await.unwrap();
     let before = conn.get("/").await.unwrap();
     assert!(!before.says_close(), "no Connection: close while serving");
@@ -43,7 +43,7 @@ async fn keep_alive_client_is_told_to_close_while_draining() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_client_gets_goaway_and_its_open_stream_completes() {
-    let mut app = start("axum", &[("LAMEDUCK_MIN_WAIT", "1s")]);
+    let mut app = start("axum", &[("LAMEDUCK_MIN_WAIT", "1s")]).await;
     let tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
     let connection = tokio::spawn(connection);
@@ -93,7 +93,8 @@ async fn slow_request_finishes_and_idle_connections_close_at_closing() {
             ("LAMEDUCK_MIN_WAIT", "500ms"),
             ("LAMEDUCK_QUIET_WINDOW", "300ms"),
         ],
-    );
+    )
+    .await;
     let mut idle = Http1Conn::connect(app.addr).await.unwrap();
     idle.get("/").await.unwrap();
     let mut busy = Http1Conn::connect(app.addr).await.unwrap();
@@ -136,7 +137,8 @@ async fn connection_that_never_sends_a_byte_is_closed_after_its_grace() {
             ("LAMEDUCK_FIRST_BYTE_GRACE", "300ms"),
             ("LAMEDUCK_CLOSE_TIMEOUT", "8s"),
         ],
-    );
+    )
+    .await;
     let mut silent = raw_connect(app.addr).await.unwrap();
     app.child.signal(Signal::SIGTERM);
     let stopped = app.stopped_line();

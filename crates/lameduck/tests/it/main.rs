@@ -34,8 +34,8 @@ pub struct App {
     pub admin: SocketAddr,
 }
 
-/// Starts `example` on ephemeral loopback ports with [`FAST`] settings overridden by `env`.
-pub fn start(example: &str, env: &[(&str, &str)]) -> App {
+/// Starts `example` and waits until it is ready, on ephemeral loopback ports with [`FAST`] settings overridden by `env`.
+pub async fn start(example: &str, env: &[(&str, &str)]) -> App {
     let mut all: Vec<(&str, &str)> = vec![
         ("LISTEN", "127.0.0.1:0"),
         ("LAMEDUCK_ADMIN_ADDR", "127.0.0.1:0"),
@@ -48,7 +48,13 @@ pub fn start(example: &str, env: &[(&str, &str)]) -> App {
     let mut child = Child::spawn(example_path(example), &[], &all).expect("spawn example");
     let addr = child.wait_for_addr("listening on ");
     let admin = child.wait_for_addr("admin on ");
-    App { child, addr, admin }
+    let app = App { child, addr, admin };
+    // Like a kubelet, wait for readiness before sending traffic.
+    assert!(
+        app.wait_phase("serving", Duration::from_secs(10)).await,
+        "never became ready"
+    );
+    app
 }
 
 impl App {

@@ -9,7 +9,7 @@ use crate::start;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_fails_at_once_while_requests_still_succeed() {
-    let mut app = start("axum", &[("LAMEDUCK_MIN_WAIT", "2s")]);
+    let mut app = start("axum", &[("LAMEDUCK_MIN_WAIT", "2s")]).await;
     assert_eq!(app.admin("/readyz").await, (200, "serving\n".to_owned()));
     assert_eq!(app.admin("/startupz").await.0, 200);
 
@@ -59,7 +59,7 @@ async fn readyz_fails_at_once_while_requests_still_succeed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_endpoint_starts_the_drain_and_a_later_sigterm_is_not_a_forced_stop() {
-    let mut app = start("axum", &[("LAMEDUCK_MIN_WAIT", "1s")]);
+    let mut app = start("axum", &[("LAMEDUCK_MIN_WAIT", "1s")]).await;
     let mut conn = lameduck_testkit::Http1Conn::connect(app.admin)
         .await
         .unwrap();
@@ -83,7 +83,7 @@ async fn drain_endpoint_starts_the_drain_and_a_later_sigterm_is_not_a_forced_sto
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_with_wait_answers_once_the_drain_wait_is_over() {
-    let mut app = start("axum", &[("LAMEDUCK_MIN_WAIT", "1s")]);
+    let mut app = start("axum", &[("LAMEDUCK_MIN_WAIT", "1s")]).await;
     // A slow request keeps the process in Closing long enough for the admin answer to go out
     // before the example exits.
     let mut busy = lameduck_testkit::Http1Conn::connect(app.addr)

@@ -38,7 +38,7 @@ async fn read_to_end(mut stream: tokio::net::TcpStream, limit: Duration) -> Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_and_websocket_handlers_see_the_closing_signal_and_finish() {
-    let mut app = start("axum", &[("LAMEDUCK_MIN_WAIT", "500ms")]);
+    let mut app = start("axum", &[("LAMEDUCK_MIN_WAIT", "500ms")]).await;
     let sse = open_sse(app.addr).await;
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", app.addr))
         .await
@@ -101,7 +101,8 @@ async fn stubborn_streams_websockets_handlers_and_tasks_are_cut_before_the_grace
             ("LAMEDUCK_MIN_WAIT", "500ms"),
             ("LAMEDUCK_CLOSE_TIMEOUT", "2s"),
         ],
-    );
+    )
+    .await;
     let sse = open_sse(app.addr).await;
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", app.addr))
         .await
@@ -153,7 +154,8 @@ async fn a_second_signal_stops_at_once() {
             ("LAMEDUCK_MAX_WAIT", "20s"),
             ("LAMEDUCK_GRACE_SECONDS", "30"),
         ],
-    );
+    )
+    .await;
     app.child.signal(Signal::SIGTERM);
     assert!(app.wait_phase("draining", Duration::from_secs(2)).await);
     app.child.signal(Signal::SIGINT);
