@@ -3,10 +3,14 @@
 //! Every subcommand lives in its own module here, which only turns flags into the typed
 //! configuration of a library crate and maps its result to an exit code.
 
+#[cfg(feature = "demo-app")]
 mod demo_app;
 mod exit;
+#[cfg(feature = "lint")]
 mod lint;
+#[cfg(feature = "run")]
 mod run;
+#[cfg(feature = "verify")]
 mod verify;
 
 use std::process::ExitCode;
@@ -26,18 +30,25 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Check Kubernetes manifests for zero-downtime pitfalls.
+    #[cfg(feature = "lint")]
     Lint(lint::Args),
     /// Run a command as PID 1 with probes, drain policy and an optional drain proxy.
-    Run(run::RunArgs),
+    #[cfg(feature = "run")]
+    Run(Box<run::RunArgs>),
     /// Sleep for a duration (a preStop hook for images without a shell).
+    #[cfg(feature = "run")]
     Sleep(run::SleepArgs),
     /// Ask the running wrapper to start draining and wait until its drain wait is over.
+    #[cfg(feature = "run")]
     Wait(run::WaitArgs),
     /// Probe an HTTP URL or tcp://host:port and exit 0 when it answers.
+    #[cfg(feature = "run")]
     Probe(run::ProbeArgs),
     /// Run the app as replicas behind emulated routers, roll it, and count failed requests.
+    #[cfg(feature = "verify")]
     Verify(verify::Args),
     /// The built-in demo app (used by `verify --demo` and tests).
+    #[cfg(feature = "demo-app")]
     #[command(hide = true)]
     DemoApp(demo_app::Args),
 }
@@ -52,12 +63,19 @@ fn main() -> ExitCode {
 
 fn dispatch(command: Command) -> Result<ExitCode, Failure> {
     match command {
+        #[cfg(feature = "lint")]
         Command::Lint(args) => lint::main(args),
-        Command::Run(args) => run::run(args),
+        #[cfg(feature = "run")]
+        Command::Run(args) => run::run(*args),
+        #[cfg(feature = "run")]
         Command::Sleep(args) => run::sleep(args),
+        #[cfg(feature = "run")]
         Command::Wait(args) => run::wait(args),
+        #[cfg(feature = "run")]
         Command::Probe(args) => run::probe(args),
+        #[cfg(feature = "verify")]
         Command::Verify(args) => verify::main(args),
+        #[cfg(feature = "demo-app")]
         Command::DemoApp(args) => demo_app::main(args),
     }
 }

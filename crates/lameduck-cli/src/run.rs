@@ -1,45 +1,292 @@
-//! `lameduck run`, `sleep`, `wait` and `probe`: wiring for the lameduck-run crate (not built yet).
+//! `lameduck run`, `sleep`, `wait` and `probe`: flags → the lameduck-run crate → exit codes.
 
+use std::ffi::OsString;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use lameduck_run::{
+    Builder, ForwardTo, Protocol, ProxyConfig, ProxySpec, RunConfig, Settings, Signal, Target,
+    UpstreamProtocol, parse_signal,
+};
 
 use crate::exit::Failure;
 
+const RUN_EXAMPLES: &str = "\
+Examples:
+  # Container entrypoint: drain on SIGTERM, then stop the app.
+  lameduck run -- /app/server --port 8080
+
+  # With the drain proxy: the Service targets :8080, the app listens on 127.0.0.1:8081.
+  lameduck run --proxy 0.0.0.0:8080=127.0.0.1:8081 --grace 30 -- /app/server --port 8081
+
+  # Readiness of lameduck's /readyz also asks the app; nginx stops gracefully on SIGQUIT.
+  lameduck run --ready-url http://127.0.0.1:8081/healthz --stop-signal SIGQUIT -- nginx -g 'daemon off;'
+
+Every flag has an environment variable (LAMEDUCK_GRACE_SECONDS, LAMEDUCK_MIN_WAIT, ..., listed
+with each flag); flags win. Durations take 5s, 500ms, 1m30s or plain seconds.
+
+Exit status: the app's (128+N if signal N killed it); 127 command not found, 126 not
+executable, 2 invalid flags or settings, 125 lameduck could not set up (e.g. a port in use).";
+
 /// Flags of `lameduck run`.
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {}
+#[command(after_help = RUN_EXAMPLES)]
+pub struct RunArgs {
+    /// Where /livez /readyz /startupz /metrics and POST /drain listen; `off` disables them
+    /// [env: LAMEDUCK_ADMIN_ADDR] [default: 0.0.0.0:8686].
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<String>,
+    /// Drain proxy: listen on LISTEN and forward to the app on UPSTREAM (IP:PORT, or a bare
+    /// PORT meaning 0.0.0.0:PORT and 127.0.0.1:PORT).
+    #[arg(long, value_name = "LISTEN=UPSTREAM", env = "LAMEDUCK_PROXY")]
+    pub proxy: Option<ProxySpec>,
+    /// What the proxy speaks: http (HTTP/1.1, h2c, WebSocket) or tcp (bytes) [default: http].
+    #[arg(
+        long,
+        value_name = "PROTOCOL",
+        env = "LAMEDUCK_PROTOCOL",
+        requires = "proxy"
+    )]
+    pub protocol: Option<Protocol>,
+    /// What the HTTP proxy speaks to the app: same (as the client), http1 or h2c
+    /// [default: same].
+    #[arg(
+        long,
+        value_name = "PROTOCOL",
+        env = "LAMEDUCK_UPSTREAM_PROTOCOL",
+        requires = "proxy"
+    )]
+    pub upstream_protocol: Option<UpstreamProtocol>,
+    /// The app's own readiness (http://HOST:PORT/PATH or tcp://HOST:PORT), checked by /readyz
+    /// [default with --proxy: a TCP connect to the upstream].
+    #[arg(long, value_name = "URL", env = "LAMEDUCK_READY_URL")]
+    pub ready_url: Option<Target>,
+    /// Signal sent to the app's process group when the drain wait is over.
+    #[arg(long, value_name = "SIGNAL", env = "LAMEDUCK_STOP_SIGNAL", default_value = "SIGTERM", value_parser = parse_signal)]
+    pub stop_signal: Signal,
+    /// Where other signals (SIGHUP, SIGUSR1, SIGUSR2, SIGQUIT, ...) are forwarded: the app's
+    /// main process (child) or its whole process group (group).
+    #[arg(
+        long,
+        value_name = "WHERE",
+        env = "LAMEDUCK_FORWARD_TO",
+        default_value = "child"
+    )]
+    pub forward_to: ForwardTo,
+    /// The pod's terminationGracePeriodSeconds [env: LAMEDUCK_GRACE_SECONDS] [default: 30].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub grace: Option<Duration>,
+    /// Grace time a preStop hook uses before SIGTERM [env: LAMEDUCK_PRESTOP_SECONDS] [default: 0].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub prestop: Option<Duration>,
+    /// Kept free before the kubelet's SIGKILL [env: LAMEDUCK_SAFETY_MARGIN] [default: 2s].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub safety_margin: Option<Duration>,
+    /// Shortest drain wait [env: LAMEDUCK_MIN_WAIT] [default: 3s].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub min_wait: Option<Duration>,
+    /// The drain wait ends after this long without new connections or requests
+    /// [env: LAMEDUCK_QUIET_WINDOW] [default: 1s].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub quiet_window: Option<Duration>,
+    /// Longest drain wait [env: LAMEDUCK_MAX_WAIT] [default: 20s].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub max_wait: Option<Duration>,
+    /// Reserved after the drain wait for in-flight work and the app's own stop
+    /// [env: LAMEDUCK_CLOSE_TIMEOUT] [default: 5s].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub close_timeout: Option<Duration>,
+    /// At Closing, idle proxied connections are closed once idle this long
+    /// [env: LAMEDUCK_IDLE_GRACE] [default: 500ms].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub idle_grace: Option<Duration>,
+    /// At Closing, proxied connections that sent no byte are closed after this long
+    /// [env: LAMEDUCK_FIRST_BYTE_GRACE] [default: 1s].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub first_byte_grace: Option<Duration>,
+    /// Log level: error, warn, info, debug, trace or off.
+    #[arg(
+        long,
+        value_name = "LEVEL",
+        env = "LAMEDUCK_LOG",
+        default_value = "info"
+    )]
+    pub log: tracing_subscriber::filter::LevelFilter,
+    /// The command to run, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
 
 /// Flags of `lameduck sleep`.
 #[derive(Debug, clap::Args)]
-pub struct SleepArgs {}
+#[command(after_help = "Example (Kubernetes, image without a shell):\n  \
+    lifecycle: {preStop: {exec: {command: [\"/lameduck\", \"sleep\", \"5s\"]}}}")]
+pub struct SleepArgs {
+    /// How long: 5s, 500ms, 1m or plain seconds.
+    #[arg(value_name = "DURATION", value_parser = duration)]
+    pub duration: Duration,
+}
 
 /// Flags of `lameduck wait`.
 #[derive(Debug, clap::Args)]
-pub struct WaitArgs {}
+#[command(
+    after_help = "Example (Kubernetes preStop of a container started with `lameduck run`):\n  \
+    lifecycle: {preStop: {exec: {command: [\"/lameduck\", \"wait\"]}}}\n\n\
+    Exit status: 0 once the drain wait is over, 1 if the wrapper cannot be reached or the timeout \
+    passed, 2 invalid flags."
+)]
+pub struct WaitArgs {
+    /// The admin address of the running `lameduck run` (0.0.0.0 means this host)
+    /// [env: LAMEDUCK_ADMIN_ADDR] [default: 127.0.0.1:8686].
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<String>,
+    /// Give up after this long [default: LAMEDUCK_GRACE_SECONDS, else 30s].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub timeout: Option<Duration>,
+}
 
 /// Flags of `lameduck probe`.
 #[derive(Debug, clap::Args)]
-pub struct ProbeArgs {}
+#[command(after_help = "Examples:\n  \
+    lameduck probe http://127.0.0.1:8686/readyz\n  \
+    lameduck probe tcp://127.0.0.1:5432\n\n\
+    Exit status: 0 healthy (HTTP 2xx/3xx, or the TCP connection opened), 1 unhealthy or \
+    unreachable, 2 invalid flags.")]
+pub struct ProbeArgs {
+    /// http://HOST:PORT/PATH or tcp://HOST:PORT.
+    #[arg(value_name = "TARGET")]
+    pub target: Target,
+    /// Give up after this long.
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "1s")]
+    pub timeout: Duration,
+}
 
-fn not_built() -> Failure {
-    Failure::usage(anyhow::anyhow!("`lameduck run` and its helpers are not built yet"))
+fn duration(value: &str) -> Result<Duration, String> {
+    lameduck_run::parse_duration("value", value).map_err(|_| {
+        format!("{value:?} is not a duration (use e.g. 5s, 500ms, 1m30s or plain seconds)")
+    })
+}
+
+fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, Failure> {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder.enable_all().build().map_err(|e| {
+        Failure::with_code(
+            lameduck_run::SETUP_FAILED,
+            anyhow!(e).context("starting the runtime"),
+        )
+    })
 }
 
 /// Runs `lameduck run`.
-pub fn run(_args: RunArgs) -> Result<ExitCode, Failure> {
-    Err(not_built())
+pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
+    tracing_subscriber::fmt()
+        .with_max_level(args.log)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
+    if args.upstream_protocol.is_some() && args.protocol == Some(Protocol::Tcp) {
+        return Err(Failure::usage(anyhow!(
+            "--upstream-protocol applies to --protocol http only; a TCP proxy passes bytes as they are"
+        )));
+    }
+    let mut builder = Builder::from_env().map_err(Failure::usage)?;
+    if let Some(admin) = &args.admin {
+        builder = builder.admin_addr(match admin.trim() {
+            "off" | "none" => None,
+            addr => Some(addr.parse::<SocketAddr>().map_err(|_| {
+                Failure::usage(anyhow!(
+                    "--admin: {admin:?} is not an address like 0.0.0.0:8686 (or off)"
+                ))
+            })?),
+        });
+    }
+    let flags = [
+        (
+            args.grace,
+            Builder::grace as fn(Builder, Duration) -> Builder,
+        ),
+        (args.prestop, Builder::prestop),
+        (args.safety_margin, Builder::safety_margin),
+        (args.min_wait, Builder::min_wait),
+        (args.quiet_window, Builder::quiet_window),
+        (args.max_wait, Builder::max_wait),
+        (args.close_timeout, Builder::close_timeout),
+        (args.idle_grace, Builder::idle_grace),
+        (args.first_byte_grace, Builder::first_byte_grace),
+    ];
+    for (value, set) in flags {
+        if let Some(value) = value {
+            builder = set(builder, value);
+        }
+    }
+    let config = RunConfig {
+        command: args.command,
+        stop_signal: args.stop_signal,
+        forward_to: args.forward_to,
+        ready: args.ready_url,
+        proxy: args.proxy.map(|spec| ProxyConfig {
+            spec,
+            protocol: args.protocol.unwrap_or_default(),
+            upstream_protocol: args.upstream_protocol.unwrap_or_default(),
+        }),
+    };
+    match runtime(true)?.block_on(lameduck_run::run(builder, config)) {
+        Ok(code) => Ok(ExitCode::from(code)),
+        Err(error) => Err(Failure::with_code(error.exit_code(), error)),
+    }
 }
 
 /// Runs `lameduck sleep`.
-pub fn sleep(_args: SleepArgs) -> Result<ExitCode, Failure> {
-    Err(not_built())
+pub fn sleep(args: SleepArgs) -> Result<ExitCode, Failure> {
+    std::thread::sleep(args.duration);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `lameduck wait`.
-pub fn wait(_args: WaitArgs) -> Result<ExitCode, Failure> {
-    Err(not_built())
+pub fn wait(args: WaitArgs) -> Result<ExitCode, Failure> {
+    let env_admin = std::env::var("LAMEDUCK_ADMIN_ADDR")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let admin = args
+        .admin
+        .or(env_admin)
+        .unwrap_or_else(|| "127.0.0.1:8686".to_owned());
+    let mut addr: SocketAddr = admin.trim().parse().map_err(|_| {
+        Failure::usage(anyhow!(
+            "admin address {admin:?} is not an address like 127.0.0.1:8686"
+        ))
+    })?;
+    // The wrapper listens on every interface; reach it on loopback.
+    if addr.ip() == IpAddr::V4(Ipv4Addr::UNSPECIFIED) {
+        addr.set_ip(Ipv4Addr::LOCALHOST.into());
+    } else if addr.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED) {
+        addr.set_ip(Ipv6Addr::LOCALHOST.into());
+    }
+    let timeout = match args.timeout {
+        Some(timeout) => timeout,
+        None => {
+            Settings::from_lookup(|k| std::env::var(k).ok())
+                .map_err(Failure::usage)?
+                .grace
+        }
+    };
+    let answer = runtime(false)?
+        .block_on(lameduck_run::request_drain(addr, timeout))
+        .map_err(|e| Failure::with_code(1, anyhow!(e).context("lameduck wait")))?;
+    println!("{answer}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `lameduck probe`.
-pub fn probe(_args: ProbeArgs) -> Result<ExitCode, Failure> {
-    Err(not_built())
+pub fn probe(args: ProbeArgs) -> Result<ExitCode, Failure> {
+    runtime(false)?
+        .block_on(lameduck_run::check(&args.target, args.timeout))
+        .map_err(|e| Failure::with_code(1, e))?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,277 @@
+//! HTTP mode: a tower service that forwards each request to the app over pooled connections.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::{Authority, PathAndQuery};
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::{headers, tunnel};
+
+/// How long connecting to the app may take before the request gets a 502.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pooled upstream connections idle longer than this are closed by the proxy, before the app's
+/// own keep-alive timeout closes them under a request (Node's is 5 s, gunicorn's 2 s).
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The body of a forwarded response: the app's, or a 502 written by the proxy.
+pub type ForwardBody = Either<Incoming, Full<Bytes>>;
+
+/// Which protocol the proxy speaks to the app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamProtocol {
+    /// The client's: HTTP/1.x requests go over HTTP/1.1, HTTP/2 requests over h2c. Clients
+    /// used to talk to the app directly, so the app speaks what they speak.
+    #[default]
+    Same,
+    /// Always HTTP/1.1 (an app that does not speak h2c behind h2c clients).
+    Http1,
+    /// Always h2c with prior knowledge (gRPC apps).
+    H2c,
+}
+
+impl FromStr for UpstreamProtocol {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "same" => Ok(Self::Same),
+            "http1" | "http1.1" => Ok(Self::Http1),
+            "h2c" | "http2" => Ok(Self::H2c),
+            _ => Err(format!(
+                "{s:?} is not an upstream protocol (use same, http1 or h2c)"
+            )),
+        }
+    }
+}
+
+/// Forwards requests to one upstream address: the app, on loopback.
+///
+/// - Hop-by-hop headers are dropped both ways; `Host` is kept, so the app sees what it saw
+///   before the proxy was put in front of it.
+/// - Upgrades (WebSocket) are passed through: after the app answers 101, the two upgraded
+///   connections are spliced until either side closes or `force_close` fires.
+/// - An unreachable app or a failed upstream exchange becomes `502 Bad Gateway`.
+///
+/// Phase behaviour (`Connection: close`, GOAWAY, idle close) is not here: serve this service
+/// with `lameduck::Lameduck::serve`, which applies it to every connection.
+#[derive(Clone)]
+pub struct Forward {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    upstream: SocketAddr,
+    upstream_authority: Authority,
+    protocol: UpstreamProtocol,
+    http1: Client<Connector, Incoming>,
+    h2c: Client<Connector, Incoming>,
+    force_close: CancellationToken,
+}
+
+impl std::fmt::Debug for Forward {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forward")
+            .field("upstream", &self.inner.upstream)
+            .field("protocol", &self.inner.protocol)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Forward {
+    /// Forwards to `upstream`; upgraded tunnels are cut when `force_close` fires.
+    pub fn new(
+        upstream: SocketAddr,
+        protocol: UpstreamProtocol,
+        force_close: CancellationToken,
+    ) -> Self {
+        let connector = Connector { addr: upstream };
+        let http1 = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_timer(TokioTimer::new())
+            .build(connector.clone());
+        let h2c = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .http2_adaptive_window(true)
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        let upstream_authority = Authority::from_str(&upstream.to_string())
+            .unwrap_or_else(|_| Authority::from_static("127.0.0.1"));
+        Self {
+            inner: Arc::new(Inner {
+                upstream,
+                upstream_authority,
+                protocol,
+                http1,
+                h2c,
+                force_close,
+            }),
+        }
+    }
+}
+
+impl tower::Service<Request<Incoming>> for Forward {
+    type Response = Response<ForwardBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move { Ok(inner.forward(req).await) })
+    }
+}
+
+impl Inner {
+    async fn forward(&self, mut req: Request<Incoming>) -> Response<ForwardBody> {
+        let upgrade = req.version() < Version::HTTP_2 && headers::wants_upgrade(req.headers());
+        let downstream = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let h2 = match self.protocol {
+            UpstreamProtocol::Same => req.version() == Version::HTTP_2,
+            UpstreamProtocol::Http1 => false,
+            UpstreamProtocol::H2c => true,
+        };
+        headers::strip(req.headers_mut(), upgrade);
+
+        // The authority the client asked for: the Host header (HTTP/1) or the URI (HTTP/2).
+        // The connector ignores it and always dials the upstream address.
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| Authority::from_str(h.to_str().ok()?).ok());
+        let authority = host
+            .or_else(|| req.uri().authority().cloned())
+            .unwrap_or_else(|| self.upstream_authority.clone());
+        let path = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let uri = Uri::builder()
+            .scheme("http")
+            .authority(authority.clone())
+            .path_and_query(path)
+            .build();
+        match uri {
+            Ok(uri) => *req.uri_mut() = uri,
+            Err(error) => {
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    format!("bad request target: {error}"),
+                );
+            }
+        }
+        if h2 {
+            // HTTP/2 carries the authority as :authority; a Host header that differs from it
+            // makes the request malformed (RFC 9113 §8.3.1).
+            req.headers_mut().remove(header::HOST);
+            *req.version_mut() = Version::HTTP_2;
+        } else {
+            if !req.headers().contains_key(header::HOST) {
+                if let Ok(value) = HeaderValue::from_str(authority.as_str()) {
+                    req.headers_mut().insert(header::HOST, value);
+                }
+            }
+            *req.version_mut() = Version::HTTP_11;
+        }
+
+        let client = if h2 { &self.h2c } else { &self.http1 };
+        let mut response = match client.request(req).await {
+            Ok(response) => response,
+            Err(error) => {
+                tracing::debug!(upstream = %self.upstream, error = %error_chain(&error), "upstream request failed");
+                return reply(
+                    StatusCode::BAD_GATEWAY,
+                    format!(
+                        "lameduck: upstream {} failed: {}",
+                        self.upstream,
+                        error_chain(&error)
+                    ),
+                );
+            }
+        };
+        let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if switched {
+            match downstream {
+                Some(downstream) => {
+                    let upstream = hyper::upgrade::on(&mut response);
+                    tunnel::spawn(downstream, upstream, self.force_close.clone());
+                }
+                None => {
+                    return reply(
+                        StatusCode::BAD_GATEWAY,
+                        "lameduck: upstream switched protocols without being asked".to_owned(),
+                    );
+                }
+            }
+        }
+        headers::strip(response.headers_mut(), switched);
+        response.map(Either::Left)
+    }
+}
+
+fn reply(status: StatusCode, text: String) -> Response<ForwardBody> {
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from(text + "\n"))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Dials the upstream address whatever the request's authority says.
+#[derive(Debug, Clone)]
+struct Connector {
+    addr: SocketAddr,
+}
+
+impl tower::Service<Uri> for Connector {
+    type Response = TokioIo<TcpStream>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<TokioIo<TcpStream>>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: Uri) -> Self::Future {
+        let addr = self.addr;
+        Box::pin(async move {
+            let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+            stream.set_nodelay(true)?;
+            Ok(TokioIo::new(stream))
+        })
+    }
+}

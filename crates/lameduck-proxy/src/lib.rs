@@ -1,0 +1,25 @@
+//! The drain proxy of `lameduck run`.
+//!
+//! The Service targets the proxy; the proxy forwards to the app on loopback. Because every
+//! request and connection passes through it, the lameduck shutdown core sees the traffic, so the
+//! drain wait ends by evidence, and the proxy can do what a naive app cannot: answer keep-alive
+//! clients with `Connection: close` / GOAWAY while draining and let in-flight requests finish
+//! before the app is told to stop.
+//!
+//! The proxy is a stack of small parts:
+//! - [`Forward`] (HTTP mode): a tower service over pooled upstream clients (HTTP/1.1 keep-alive
+//!   and h2c) that strips hop-by-hop headers and passes upgrades (WebSocket) through. It is
+//!   served by `lameduck::Lameduck::serve`, which supplies the phase behaviour (`Connection:
+//!   close`, two-step GOAWAY, idle close, forced close) — the same code the library uses.
+//! - [`serve_tcp`] (TCP mode): an accept loop that splices bytes, reports connections to the
+//!   shutdown core and closes idle ones at Closing.
+
+mod forward;
+mod headers;
+mod spec;
+mod tcp;
+mod tunnel;
+
+pub use forward::{Forward, ForwardBody, UpstreamProtocol};
+pub use spec::{Protocol, ProxySpec, SpecError};
+pub use tcp::serve_tcp;

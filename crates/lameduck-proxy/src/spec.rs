@@ -1,0 +1,139 @@
+//! `--proxy LISTEN=UPSTREAM` and `--protocol`.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::str::FromStr;
+
+/// A `--proxy` value that does not parse.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    /// No `=` between the two addresses.
+    #[error("{value:?} is not LISTEN=UPSTREAM (e.g. 0.0.0.0:8080=127.0.0.1:8081, or 8080=8081)")]
+    Shape {
+        /// The value as given.
+        value: String,
+    },
+    /// One side is not an address.
+    #[error("{side} {value:?} is not IP:PORT or PORT")]
+    Addr {
+        /// `listen` or `upstream`.
+        side: &'static str,
+        /// The value as given.
+        value: String,
+    },
+    /// Listening on the upstream's own address would loop.
+    #[error("listen and upstream are the same address {0}: the proxy would forward to itself")]
+    Loop(SocketAddr),
+    /// Unknown protocol name.
+    #[error("{0:?} is not a proxy protocol (use http or tcp)")]
+    Protocol(String),
+}
+
+/// What the proxy understands of the traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// HTTP/1.1 and h2c, with upgrades: per-request evidence, `Connection: close`, GOAWAY.
+    #[default]
+    Http,
+    /// Bytes: per-connection evidence; idle connections are closed at Closing.
+    Tcp,
+}
+
+impl FromStr for Protocol {
+    type Err = SpecError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "http" => Ok(Self::Http),
+            "tcp" => Ok(Self::Tcp),
+            _ => Err(SpecError::Protocol(s.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Http => "http",
+            Self::Tcp => "tcp",
+        })
+    }
+}
+
+/// Where the proxy listens and where it forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxySpec {
+    /// The address the Service targets (a bare port means `0.0.0.0:PORT`).
+    pub listen: SocketAddr,
+    /// The app (a bare port means `127.0.0.1:PORT`).
+    pub upstream: SocketAddr,
+}
+
+impl FromStr for ProxySpec {
+    type Err = SpecError;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let (listen, upstream) = value.split_once('=').ok_or_else(|| SpecError::Shape {
+            value: value.to_owned(),
+        })?;
+        let listen = addr("listen", listen, Ipv4Addr::UNSPECIFIED.into())?;
+        let upstream = addr("upstream", upstream, Ipv4Addr::LOCALHOST.into())?;
+        if listen == upstream {
+            return Err(SpecError::Loop(listen));
+        }
+        Ok(Self { listen, upstream })
+    }
+}
+
+impl fmt::Display for ProxySpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.listen, self.upstream)
+    }
+}
+
+fn addr(side: &'static str, value: &str, default_ip: IpAddr) -> Result<SocketAddr, SpecError> {
+    let value = value.trim();
+    if let Ok(port) = value.parse::<u16>() {
+        return Ok(SocketAddr::new(default_ip, port));
+    }
+    value.parse().map_err(|_| SpecError::Addr {
+        side,
+        value: value.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_and_short_forms() {
+        let spec: ProxySpec = "127.0.0.1:8080=127.0.0.1:9090".parse().unwrap();
+        assert_eq!(spec.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(spec.upstream, "127.0.0.1:9090".parse().unwrap());
+        let spec: ProxySpec = "8080=9090".parse().unwrap();
+        assert_eq!(spec.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(spec.upstream, "127.0.0.1:9090".parse().unwrap());
+        let spec: ProxySpec = "[::]:80=[::1]:81".parse().unwrap();
+        assert_eq!(spec.to_string(), "[::]:80=[::1]:81");
+    }
+
+    #[test]
+    fn bad_specs_say_what_is_wrong() {
+        assert!(matches!(
+            "8080".parse::<ProxySpec>(),
+            Err(SpecError::Shape { .. })
+        ));
+        let err = "8080=localhost:x".parse::<ProxySpec>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "upstream \"localhost:x\" is not IP:PORT or PORT"
+        );
+        assert!(matches!(
+            "127.0.0.1:1=1".parse::<ProxySpec>(),
+            Err(SpecError::Loop(_))
+        ));
+        assert!("udp".parse::<Protocol>().is_err());
+        assert_eq!("TCP".parse::<Protocol>(), Ok(Protocol::Tcp));
+    }
+}

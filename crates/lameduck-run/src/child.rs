@@ -1,0 +1,133 @@
+//! Starting the app and describing how it ended.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::os::unix::process::CommandExt;
+use std::str::FromStr;
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use crate::RunError;
+
+/// How the app ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildExit {
+    /// It exited with this code.
+    Code(i32),
+    /// A signal killed it.
+    Signal(Signal),
+}
+
+impl ChildExit {
+    /// The exit code a shell would report: the code, or 128 + the signal number.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Code(code) => u8::try_from(code & 0xff).unwrap_or(1),
+            Self::Signal(signal) => 128_u8.wrapping_add(signal as u8),
+        }
+    }
+}
+
+impl fmt::Display for ChildExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Code(code) => write!(f, "exit code {code}"),
+            Self::Signal(signal) => write!(f, "signal {signal} (exit code {})", self.code()),
+        }
+    }
+}
+
+/// Where forwarded signals (SIGHUP, SIGUSR1, ...) go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardTo {
+    /// The app's main process only, as `docker run --init` (tini) does.
+    #[default]
+    Child,
+    /// Every process in the app's process group (tini `-g`).
+    Group,
+}
+
+impl FromStr for ForwardTo {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "child" => Ok(Self::Child),
+            "group" => Ok(Self::Group),
+            _ => Err(format!("{s:?} is not child or group")),
+        }
+    }
+}
+
+/// Parses `SIGTERM`, `TERM`, `term` or `15`.
+pub fn parse_signal(value: &str) -> Result<Signal, String> {
+    let trimmed = value.trim();
+    if let Ok(number) = trimmed.parse::<i32>() {
+        return Signal::try_from(number).map_err(|_| format!("{value:?} is not a signal number"));
+    }
+    let upper = trimmed.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    Signal::from_str(&name)
+        .map_err(|_| format!("{value:?} is not a signal name (e.g. SIGTERM, SIGQUIT, SIGINT)"))
+}
+
+/// Starts `command` as the leader of a new process group, with the wrapper's stdio and
+/// environment. Its exit status is collected by the reaper (`waitpid(-1)`), not by `std`.
+pub(crate) fn spawn(command: &[OsString]) -> Result<Pid, RunError> {
+    let (program, args) = command.split_first().ok_or(RunError::NoCommand)?;
+    let name = program.to_string_lossy().into_owned();
+    let child = std::process::Command::new(program)
+        .args(args)
+        .process_group(0)
+        .spawn()
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => RunError::NotFound {
+                program: name.clone(),
+            },
+            std::io::ErrorKind::PermissionDenied => RunError::NotExecutable {
+                program: name.clone(),
+                source,
+            },
+            _ if source.raw_os_error() == Some(nix::libc::ENOEXEC) => RunError::NotExecutable {
+                program: name.clone(),
+                source,
+            },
+            _ => RunError::Spawn {
+                program: name.clone(),
+                source,
+            },
+        })?;
+    let pid = i32::try_from(child.id()).map_err(|_| RunError::Spawn {
+        program: name,
+        source: std::io::Error::other("process id out of range"),
+    })?;
+    // Dropping a std Child neither waits for nor kills the process; the reaper owns it now.
+    drop(child);
+    Ok(Pid::from_raw(pid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_parse_in_every_usual_form() {
+        assert_eq!(parse_signal("SIGTERM"), Ok(Signal::SIGTERM));
+        assert_eq!(parse_signal("quit"), Ok(Signal::SIGQUIT));
+        assert_eq!(parse_signal("2"), Ok(Signal::SIGINT));
+        assert!(parse_signal("SIGNOPE").is_err());
+        assert!(parse_signal("99").is_err());
+    }
+
+    #[test]
+    fn exit_codes_follow_the_shell() {
+        assert_eq!(ChildExit::Code(3).code(), 3);
+        assert_eq!(ChildExit::Signal(Signal::SIGKILL).code(), 137);
+        assert_eq!(ChildExit::Signal(Signal::SIGTERM).code(), 143);
+    }
+}

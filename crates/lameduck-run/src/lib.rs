@@ -1,0 +1,32 @@
+//! The PID-1 supervisor of `lameduck run`.
+//!
+//! `lameduck run -- CMD` is a container entrypoint for apps that stop (or die) the moment they
+//! get SIGTERM. It runs `CMD` in its own process group and does what PID 1 must (reap every
+//! zombie, forward signals, exit with the child's code), and it puts the lameduck drain in front
+//! of the app's stop:
+//!
+//! ```text
+//! SIGTERM ─► Draining (/readyz 503, traffic still served) ─► drain wait ends by evidence
+//!         ─► Closing (proxy stops accepting, in-flight requests finish)
+//!         ─► stop signal to the app's process group ─► app exits ─► exit with its code
+//!                                      └─ at the budget's forced close: SIGKILL the group
+//! ```
+//!
+//! The lifecycle, budget and drain wait are the shared core (`lameduck-core`), driven through
+//! the `lameduck` library handle; the optional drain proxy is `lameduck-proxy`.
+
+mod child;
+mod error;
+mod probe;
+mod reaper;
+mod signals;
+mod supervisor;
+
+pub use child::{ChildExit, ForwardTo, parse_signal};
+pub use error::{NOT_EXECUTABLE, NOT_FOUND, RunError, SETUP_FAILED};
+pub use lameduck::Builder;
+pub use lameduck_core::{Settings, parse_duration};
+pub use lameduck_proxy::{Protocol, ProxySpec, SpecError, UpstreamProtocol};
+pub use nix::sys::signal::Signal;
+pub use probe::{ProbeError, Target, check, request_drain};
+pub use supervisor::{ProxyConfig, RunConfig, run};

@@ -1,0 +1,255 @@
+//! Wires the app, the reaper, the signal policy, readiness and the proxy to one lifecycle.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use lameduck::{Builder, Lameduck, Phase};
+use lameduck_core::{BudgetPlan, Trigger};
+use lameduck_proxy::{Forward, Protocol, ProxySpec, UpstreamProtocol, serve_tcp};
+use nix::sys::prctl;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::time::{Instant, sleep, timeout};
+
+use crate::probe::{self, Target};
+use crate::reaper::{self, Reaped};
+use crate::{ChildExit, ForwardTo, RunError, child, signals};
+
+/// How long a readiness check of the app may take.
+const READY_TIMEOUT: Duration = Duration::from_secs(1);
+/// At Closing, how often the supervisor looks whether in-flight work has finished.
+const POLL: Duration = Duration::from_millis(10);
+/// Leftovers of the app's process group get this long after the stop signal before SIGKILL,
+/// once the app itself has exited.
+const LEFTOVER_GRACE: Duration = Duration::from_secs(1);
+/// After the forced close, how long to wait for the SIGKILLed app to be reaped.
+const REAP_AFTER_KILL: Duration = Duration::from_secs(2);
+
+/// What to run and how.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The command and its arguments.
+    pub command: Vec<OsString>,
+    /// Sent to the app's process group when the drain wait is over (default SIGTERM).
+    pub stop_signal: Signal,
+    /// Where forwarded signals go.
+    pub forward_to: ForwardTo,
+    /// The app's own readiness, checked by `/readyz` while serving. With a proxy and no
+    /// target, a TCP connect to the upstream is used.
+    pub ready: Option<Target>,
+    /// The optional drain proxy.
+    pub proxy: Option<ProxyConfig>,
+}
+
+/// The drain proxy: where it listens, where the app is, and what it speaks.
+#[derive(Debug, Clone, Copy)]
+pub struct ProxyConfig {
+    /// Listen and upstream addresses.
+    pub spec: ProxySpec,
+    /// HTTP or TCP.
+    pub protocol: Protocol,
+    /// What HTTP mode speaks to the app.
+    pub upstream_protocol: UpstreamProtocol,
+}
+
+/// Runs the app under the lameduck lifecycle and returns the exit code to end with.
+///
+/// `builder` carries the drain settings and the admin address; the process-exit watchdog of the
+/// library is turned off, because the supervisor must SIGKILL the app before it exits.
+///
+/// # Guarantees
+/// - Listeners bind before the app starts: a port in use fails without starting it.
+/// - The app never sees SIGTERM/SIGINT from us before the drain wait is over; it gets
+///   `stop_signal` when in-flight proxied work finished (or half the close timeout passed).
+/// - The app's process group is SIGKILLed at the budget's forced close; the function returns
+///   once the app was reaped (or, if it cannot be, shortly after).
+/// - If the app exits on its own, the function returns its code at once.
+pub async fn run(builder: Builder, config: RunConfig) -> Result<u8, RunError> {
+    if config.command.is_empty() {
+        return Err(RunError::NoCommand);
+    }
+    let lameduck = builder.hard_exit(false).build()?;
+    // PID 1 adopts orphans anyway; elsewhere (a dev shell, a CI job) this makes us adopt them.
+    if let Err(error) = prctl::set_child_subreaper(true) {
+        tracing::warn!(%error, "cannot become a child subreaper; orphans of the app will not be reaped by lameduck");
+    }
+    if let Some(addr) = lameduck.bind_admin().await? {
+        tracing::info!(%addr, "admin endpoints: /livez /readyz /startupz /metrics, POST /drain");
+    }
+    let listener = match &config.proxy {
+        Some(proxy) => Some(
+            TcpListener::bind(proxy.spec.listen)
+                .await
+                .map_err(|source| RunError::ProxyBind {
+                    addr: proxy.spec.listen,
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    let sigchld = signal(SignalKind::child()).map_err(RunError::Signals)?;
+    let drain_signals = signals::register()?;
+
+    let pid = child::spawn(&config.command)?;
+    tracing::info!(%pid, command = ?config.command, "started the app in its own process group");
+    let reaped = reaper::start(sigchld, pid);
+    drain_signals.spawn(lameduck.lifecycle().clone(), pid, config.forward_to);
+
+    let ready = config.ready.clone().or_else(|| {
+        config.proxy.map(|p| Target::Tcp {
+            authority: p.spec.upstream.to_string(),
+        })
+    });
+    if let Some(target) = ready {
+        lameduck.set_readiness_check(move || {
+            let target = target.clone();
+            async move {
+                probe::check(&target, READY_TIMEOUT)
+                    .await
+                    .map_err(|e| error_text(&e))
+            }
+        });
+    }
+    supervise(&lameduck, pid, config.stop_signal, reaped.clone());
+    match (listener, config.proxy) {
+        (Some(listener), Some(proxy)) => {
+            tracing::info!(listen = %proxy.spec.listen, upstream = %proxy.spec.upstream, protocol = %proxy.protocol, "drain proxy");
+            match proxy.protocol {
+                Protocol::Http => {
+                    let forward = Forward::new(
+                        proxy.spec.upstream,
+                        proxy.upstream_protocol,
+                        lameduck.shutdown().force_close().clone(),
+                    );
+                    let serve = lameduck.serve(listener, forward);
+                    tokio::spawn(async move {
+                        if let Err(error) = serve.await {
+                            tracing::error!(error = %error_text(&error), "drain proxy failed");
+                        }
+                    });
+                }
+                Protocol::Tcp => {
+                    tokio::spawn(serve_tcp(
+                        lameduck.shutdown().clone(),
+                        listener,
+                        proxy.spec.upstream,
+                    ));
+                    lameduck.mark_ready();
+                }
+            }
+        }
+        _ => lameduck.mark_ready(),
+    }
+
+    let exit = tokio::select! {
+        exit = reaped.main_exited() => exit,
+        () = async { lameduck.stopped().await; sleep(REAP_AFTER_KILL).await } => {
+            tracing::error!(%pid, "the app was not reaped after SIGKILL; exiting anyway");
+            return Ok(ChildExit::Signal(Signal::SIGKILL).code());
+        }
+    };
+    let phase = lameduck.lifecycle().phase();
+    if phase < Phase::Closing {
+        tracing::warn!(%exit, %phase, "the app exited on its own");
+    } else {
+        tracing::info!(%exit, "the app exited");
+    }
+    end_leftovers(pid, config.stop_signal).await;
+    tracing::info!(
+        orphans_reaped = reaped.orphans.load(std::sync::atomic::Ordering::Relaxed),
+        code = exit.code(),
+        "exiting"
+    );
+    Ok(exit.code())
+}
+
+/// The app as a tracked task: at Closing it waits for in-flight work, then sends the stop
+/// signal; at the forced close it SIGKILLs the group. Closing lasts until the app exited.
+fn supervise(lameduck: &Lameduck, pid: Pid, stop_signal: Signal, reaped: Reaped) {
+    let shutdown = lameduck.shutdown().clone();
+    lameduck.spawn_task("app", move |closing| async move {
+        tokio::select! {
+            _ = reaped.main_exited() => return,
+            () = closing.cancelled() => {}
+        }
+        let force = shutdown.force_close();
+        let settings = shutdown.config().settings();
+        let snapshot = shutdown.lifecycle().snapshot();
+        let closing_at = Instant::now();
+        let trigger = snapshot.trigger.clone().unwrap_or(Trigger::Programmatic);
+        let plan = BudgetPlan::new(settings, &trigger, snapshot.entered(Phase::Draining).unwrap_or(closing_at));
+        // In-flight work finishes first, but the app keeps at least half the close timeout.
+        let stop_by = (closing_at + settings.close_timeout / 2).min(plan.force_close_at);
+        // Idle proxied connections are closed `idle_grace` into Closing; what is left after that
+        // and has no request in flight is an upgraded tunnel the app itself must close.
+        let settled_at = closing_at + settings.idle_grace + Duration::from_millis(50);
+        let activity = shutdown.activity();
+        let connections = shutdown.connections();
+        loop {
+            let now = Instant::now();
+            let drained = activity.in_flight() == 0 && (connections.is_empty() || now >= settled_at);
+            if drained || now >= stop_by || force.is_cancelled() || reaped.main_exit().is_some() {
+                break;
+            }
+            tokio::select! {
+                () = sleep(POLL) => {}
+                () = force.cancelled() => {}
+            }
+        }
+        if reaped.main_exit().is_none() {
+            let in_flight = activity.in_flight();
+            match killpg(pid, stop_signal) {
+                Ok(()) => tracing::info!(signal = %stop_signal, pgid = %pid, in_flight, "sent the stop signal to the app's process group"),
+                Err(error) => tracing::warn!(signal = %stop_signal, %error, "cannot signal the app"),
+            }
+        }
+        tokio::select! {
+            _ = reaped.main_exited() => {}
+            () = force.cancelled() => {
+                if reaped.main_exit().is_none() {
+                    tracing::warn!(pgid = %pid, "the app did not exit within the budget: SIGKILL to its process group");
+                    let _ = killpg(pid, Signal::SIGKILL);
+                    reaped.main_exited().await;
+                }
+            }
+        }
+    });
+}
+
+/// The app is gone; ends what is left of its process group (workers, background jobs).
+async fn end_leftovers(pgid: Pid, stop_signal: Signal) {
+    if killpg(pgid, None).is_err() {
+        return;
+    }
+    tracing::info!(%pgid, signal = %stop_signal, "the app's process group still has processes; signalling them");
+    let _ = killpg(pgid, stop_signal);
+    let deadline = Instant::now() + LEFTOVER_GRACE;
+    while Instant::now() < deadline {
+        if killpg(pgid, None).is_err() {
+            return;
+        }
+        sleep(POLL).await;
+    }
+    tracing::warn!(%pgid, "SIGKILL to what is left of the app's process group");
+    let _ = killpg(pgid, Signal::SIGKILL);
+    // Let the reaper collect them so none is left a zombie while we exit.
+    let _ = timeout(Duration::from_millis(200), async {
+        while killpg(pgid, None).is_ok() {
+            sleep(POLL).await;
+        }
+    })
+    .await;
+}
+
+fn error_text(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
