@@ -309,15 +309,15 @@ pub fn main(args: Args) -> Result<ExitCode, Failure> {
         );
     }
     if args.json {
-        println!("{}", lameduck_verify::render_json(&reports));
+        out(&format!("{}\n", lameduck_verify::render_json(&reports)));
     } else {
-        print!("{}", lameduck_verify::render_terminal(&reports));
+        out(&lameduck_verify::render_terminal(&reports));
     }
     if let Some(path) = &args.html {
         std::fs::write(path, lameduck_verify::render_html(&reports))
             .map_err(|e| Failure::with_code(3, anyhow!("cannot write {}: {e}", path.display())))?;
         if !args.json {
-            println!("\nHTML report: {}", path.display());
+            out(&format!("\nHTML report: {}\n", path.display()));
         }
     }
     let passed = if args.demo {
@@ -332,4 +332,12 @@ pub fn main(args: Args) -> Result<ExitCode, Failure> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn out(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
 }

@@ -168,10 +168,15 @@ impl LoadHandle {
         Arc::clone(&self.stats)
     }
 
+    /// Stops sending new requests (those in flight go on).
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
     /// Stops sending new requests, waits for those in flight (bounded by the request timeout)
     /// and returns every record.
     pub async fn finish(mut self) -> (u64, Vec<Record>) {
-        self.stop.cancel();
+        self.stop();
         self.tracker.close();
         self.tracker.wait().await;
         let mut out = Vec::new();
@@ -293,31 +298,47 @@ struct Attempt {
     retried: bool,
 }
 
-async fn connect(ctx: &Ctx, target: &Target) -> Result<Conn, Outcome> {
-    let stream =
-        match tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(target.addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                return Err(Outcome::Refused);
-            }
-            Ok(Err(_)) => return Err(Outcome::Reset),
-            Err(_) => return Err(Outcome::Timeout),
-        };
+/// Connects to the router from a port bound first, so that even a connection reset during the
+/// handshake (an L4 router whose connect to the pod failed) can be looked up by its address.
+async fn connect(ctx: &Ctx, target: &Target) -> Result<Conn, Attempt> {
+    let fail = |outcome| Attempt {
+        outcome,
+        pod: None,
+        retried: false,
+    };
+    let sock = tokio::net::TcpSocket::new_v4().map_err(|_| fail(Outcome::Reset))?;
+    sock.bind(([127, 0, 0, 1], 0).into())
+        .map_err(|_| fail(Outcome::Reset))?;
+    let local = sock.local_addr().map_err(|_| fail(Outcome::Reset))?;
+    let stream = match tokio::time::timeout(Duration::from_secs(2), sock.connect(target.addr)).await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            return Err(fail(Outcome::Refused));
+        }
+        Ok(Err(_)) => return Err(unsent_failure(target, local)),
+        Err(_) => {
+            return Err(Attempt {
+                outcome: Outcome::Timeout,
+                pod: l4_info(target, Some(local)).0,
+                retried: false,
+            });
+        }
+    };
     let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().map_err(|_| Outcome::Reset)?;
     let io = TokioIo::new(stream);
     let sender = match ctx.protocol {
         Protocol::Http1 => {
             let (s, conn) = hyper::client::conn::http1::handshake(io)
                 .await
-                .map_err(|_| Outcome::Protocol)?;
+                .map_err(|_| fail(Outcome::Protocol))?;
             tokio::spawn(conn);
             Sender::H1(s)
         }
         Protocol::H2c => {
             let (s, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
                 .await
-                .map_err(|_| Outcome::Reset)?;
+                .map_err(|_| unsent_failure(target, local))?;
             tokio::spawn(conn);
             Sender::H2(s)
         }
@@ -347,22 +368,25 @@ fn classify(e: &hyper::Error) -> Outcome {
 /// One request on `conn` (replaced when closed). `Err` only for the caller's timeout path.
 async fn request(ctx: &Ctx, target: &Target, conn: &mut Option<Conn>, path: &str) -> Attempt {
     for attempt in 0..3 {
+        // A request that was never written is sent again on a new connection, as real clients
+        // do, but only when the connection it found was an old keep-alive one: a fresh
+        // connection that is closed before the request could be written is a failure (an L4
+        // router's failed connect to the pod looks exactly like that).
+        let mut fresh = false;
         if conn.as_ref().is_none_or(Conn::is_closed) {
             match connect(ctx, target).await {
                 Ok(c) => *conn = Some(c),
-                Err(outcome) => {
-                    return Attempt {
-                        outcome,
-                        pod: None,
-                        retried: false,
-                    };
-                }
+                Err(attempt) => return attempt,
             }
+            fresh = true;
         }
         let Some(c) = conn.as_mut() else { continue };
         if !c.ready().await {
-            // Closed before anything was sent: a real client just opens a new connection.
+            let local = c.local;
             *conn = None;
+            if fresh {
+                return unsent_failure(target, local);
+            }
             continue;
         }
         let local = c.local;
@@ -417,8 +441,13 @@ async fn request(ctx: &Ctx, target: &Target, conn: &mut Option<Conn>, path: &str
             }
             Err(mut e) => {
                 *conn = None;
-                if e.take_message().is_some() && attempt < 2 {
-                    continue; // never written: send it on a new connection
+                if e.take_message().is_some() {
+                    if fresh {
+                        return unsent_failure(target, local);
+                    }
+                    if attempt < 2 {
+                        continue; // never written on a stale connection: send it on a new one
+                    }
                 }
                 let (pod, refused) = l4_info(target, Some(local));
                 let outcome = if refused {
@@ -437,6 +466,21 @@ async fn request(ctx: &Ctx, target: &Target, conn: &mut Option<Conn>, path: &str
     Attempt {
         outcome: Outcome::Reset,
         pod: None,
+        retried: false,
+    }
+}
+
+/// A fresh connection closed before the request was written: refused when an L4 router says
+/// its connect to the pod failed, reset otherwise.
+fn unsent_failure(target: &Target, local: SocketAddr) -> Attempt {
+    let (pod, refused) = l4_info(target, Some(local));
+    Attempt {
+        outcome: if refused {
+            Outcome::Refused
+        } else {
+            Outcome::Reset
+        },
+        pod,
         retried: false,
     }
 }
@@ -552,7 +596,6 @@ async fn websocket_session(ctx: Ctx, target: Target, path: String, stop: Cancell
         ctx.stats.started.fetch_add(1, Ordering::SeqCst);
         let t = ctx.clock.now();
         let started = Instant::now();
-        let mut retried = false;
         let outcome: Result<Option<PodId>, (Outcome, Option<PodId>)> = async {
             if ws.is_none() {
                 let stream = match TcpStream::connect(target.addr).await {
@@ -627,10 +670,7 @@ async fn websocket_session(ctx: Ctx, target: Target, path: String, stop: Cancell
             match tokio::time::timeout(ctx.timeout, fut).await {
                 Ok(Ok(())) => Ok(pod),
                 // The server closed the session cleanly: reopen it and send this message there.
-                Ok(Err(Outcome::Ok)) => {
-                    retried = true;
-                    Err((Outcome::Ok, pod))
-                }
+                Ok(Err(Outcome::Ok)) => Err((Outcome::Ok, pod)),
                 Ok(Err(o)) => Err((o, pod)),
                 Err(_) => Err((Outcome::Timeout, pod)),
             }
@@ -654,7 +694,7 @@ async fn websocket_session(ctx: Ctx, target: Target, path: String, stop: Cancell
             outcome,
             router: target.router,
             pod,
-            retried,
+            retried: false,
             kind: RequestKind::Websocket,
         });
     }

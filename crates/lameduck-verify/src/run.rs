@@ -268,8 +268,9 @@ async fn drive(
         Ok(())
     }
     .await;
-    let (started, records) = load.finish().await;
+    load.stop();
     let load_end = log.push(None, None, EventKind::LoadStopped);
+    let (started, records) = load.finish().await;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
