@@ -8,7 +8,6 @@
 //! [`MAX_DEPTH`] and alias expansion beyond [`MAX_NODES`] nodes are reported as errors, so a
 //! hostile input cannot exhaust the stack or memory.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span};
@@ -42,7 +41,7 @@ pub enum Value {
     /// A scalar: its text, and whether it was quoted or a block scalar (then it is a string).
     Scalar {
         /// The text of the scalar.
-        text: Box<str>,
+        text: String,
         /// `true` for a plain (unquoted) scalar, whose type the YAML core schema resolves.
         plain: bool,
     },
@@ -102,7 +101,7 @@ impl Node {
     /// The text of a scalar, unless it is a YAML null.
     pub fn as_str(&self) -> Option<&str> {
         match &self.value {
-            Value::Scalar { text, plain } if !(*plain && is_null(text)) => Some(text),
+            Value::Scalar { text, plain } if !(*plain && is_null(text)) => Some(text.as_str()),
             _ => None,
         }
     }
@@ -296,7 +295,7 @@ fn parse_chunk(text: &str, first_line: usize, docs: &mut Vec<Document>) {
                 let node = Node {
                     pos,
                     value: Value::Scalar {
-                        text: cow_box(text),
+                        text: text.into_owned(),
                         plain: style == ScalarStyle::Plain,
                     },
                 };
@@ -402,13 +401,6 @@ fn anchored(anchors: &mut HashMap<usize, Node>, anchor: usize, node: Node) -> No
         anchors.insert(anchor, node.clone());
     }
     node
-}
-
-fn cow_box(text: Cow<'_, str>) -> Box<str> {
-    match text {
-        Cow::Borrowed(s) => s.into(),
-        Cow::Owned(s) => s.into_boxed_str(),
-    }
 }
 
 /// Counts the nodes of a tree without recursion.
