@@ -1,6 +1,7 @@
 //! `lameduck run`, `sleep`, `wait` and `probe`: flags → the lameduck-run crate → exit codes.
 
 use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -188,6 +189,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     tracing_subscriber::fmt()
         .with_max_level(args.log)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     if args.upstream_protocol.is_some() && args.protocol == Some(Protocol::Tcp) {

@@ -1,0 +1,816 @@
+//! `lameduck run`, `sleep`, `wait` and `probe` with real child processes, real signals (sent
+//! only to processes these tests started) and real loopback sockets.
+//!
+//! Drain settings are short so the suite stays quick; assertions are about the order of events
+//! and counts, not speed.
+
+mod run_support;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use run_support::{
+    Conn, LAMEDUCK, TempDir, Wrapper, alive, children_of, event, events, free_addr, get, lameduck,
+    wait_for,
+};
+
+/// `sh -c` script that runs the demo app in the background and logs the stop signal to `$0`.
+/// Stop signals go to the whole process group, so the app (naive: it dies at once) gets it too.
+const NAIVE_APP_LOGGING_STOP: &str = r#"trap 'echo stop-signal >> "$0"; exit 0' TERM; "$1" demo-app --listen "$2" --on-sigterm exit & wait"#;
+
+fn proxy_arg(listen: SocketAddr, upstream: SocketAddr) -> String {
+    format!("{listen}={upstream}")
+}
+
+#[test]
+fn naive_app_answers_through_the_drain_and_is_stopped_after_it() {
+    let dir = TempDir::new("naive");
+    let log = dir.path("events");
+    let (listen, upstream) = (free_addr(), free_addr());
+    let proxy = proxy_arg(listen, upstream);
+    let (log_s, up_s) = (log.to_str().unwrap(), upstream.to_string());
+    let mut wrapper = Wrapper::start(
+        &dir,
+        &[
+            "--proxy",
+            &proxy,
+            "--grace",
+            "8",
+            "--min-wait",
+            "1500ms",
+            "--quiet-window",
+            "300ms",
+            "--close-timeout",
+            "2s",
+            "--",
+            "sh",
+            "-c",
+            NAIVE_APP_LOGGING_STOP,
+            log_s,
+            LAMEDUCK,
+            &up_s,
+        ],
+    );
+    wrapper.wait_ready();
+    assert_eq!(
+        get(listen, "/").expect("request before the drain").status,
+        200
+    );
+
+    event(&log, "sigterm-sent");
+    wrapper.signal(Signal::SIGTERM);
+    wait_for(Duration::from_secs(2), || {
+        (wrapper.readyz() == Some(503)).then_some(())
+    })
+    .expect("/readyz fails once draining");
+    event(&log, "readyz-503");
+    for _ in 0..4 {
+        let response = get(listen, "/").expect("requests are served while draining");
+        assert_eq!(response.status, 200, "{response:?}");
+        event(&log, "request-ok");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = wrapper.wait_exit(Duration::from_secs(10));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit code of the app's trap; log:\n{}",
+        wrapper.log_text()
+    );
+    assert_eq!(
+        events(&log),
+        [
+            "sigterm-sent",
+            "readyz-503",
+            "request-ok",
+            "request-ok",
+            "request-ok",
+            "request-ok",
+            "stop-signal"
+        ],
+        "the app gets its stop signal only after the drain; log:\n{}",
+        wrapper.log_text()
+    );
+    let text = wrapper.log_text();
+    let closing = text
+        .find("closing: no new connections")
+        .expect("closing logged");
+    let stop = text
+        .find("sent the stop signal")
+        .expect("stop signal logged");
+    assert!(closing < stop, "{text}");
+}
+
+#[test]
+fn orphans_are_adopted_and_reaped() {
+    let dir = TempDir::new("orphans");
+    let log = dir.path("events");
+    let script = r#"for i in 1 2 3; do (sleep 1 &); done; echo spawned >> "$0"; sleep 2.5; exit 0"#;
+    let mut wrapper = Wrapper::start(&dir, &["--", "sh", "-c", script, log.to_str().unwrap()]);
+    let wrapper_pid = wrapper.pid().as_raw();
+    wait_for(Duration::from_secs(5), || {
+        (!events(&log).is_empty()).then_some(())
+    })
+    .expect("script started");
+    // The subshells exited at once: their `sleep`s were re-parented to the wrapper.
+    let adopted = wait_for(Duration::from_millis(800), || {
+        (children_of(wrapper_pid).len() >= 4).then_some(())
+    });
+    assert!(
+        adopted.is_some(),
+        "children: {:?}",
+        children_of(wrapper_pid)
+    );
+    // Once the orphans have exited, none of them is left a zombie.
+    std::thread::sleep(Duration::from_millis(1500));
+    let children = children_of(wrapper_pid);
+    assert!(
+        children.iter().all(|(_, state)| *state != 'Z'),
+        "zombies: {children:?}"
+    );
+    assert_eq!(children.len(), 1, "only the app is left: {children:?}");
+    let status = wrapper.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        wrapper.log_text().contains("orphans_reaped=3"),
+        "{}",
+        wrapper.log_text()
+    );
+}
+
+#[test]
+fn leftovers_of_an_exited_app_are_stopped_and_reaped() {
+    let dir = TempDir::new("leftovers");
+    let log = dir.path("pid");
+    let mut wrapper = Wrapper::start(
+        &dir,
+        &[
+            "--",
+            "sh",
+            "-c",
+            r#"sleep 30 & echo $! >> "$0"; exit 0"#,
+            log.to_str().unwrap(),
+        ],
+    );
+    let status = wrapper.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0));
+    let pid: i32 = events(&log)[0]
+        .parse()
+        .expect("pid of the background sleep");
+    assert!(!alive(pid), "the background job outlived the wrapper");
+}
+
+#[test]
+fn exit_codes_are_the_apps_as_shells_report_them() {
+    let dir = TempDir::new("codes");
+    let not_executable = dir.path("not-executable");
+    std::fs::write(&not_executable, "#!/bin/sh\nexit 0\n").unwrap();
+    let ne = not_executable.to_str().unwrap();
+    let cases: [(&[&str], i32, &str); 6] = [
+        (&["true"], 0, ""),
+        (&["sh", "-c", "exit 3"], 3, ""),
+        (&["sh", "-c", "kill -KILL $$"], 137, ""),
+        (&["sh", "-c", "kill -TERM $$"], 143, ""),
+        (&["/nonexistent/app"], 127, "command not found"),
+        (&[ne], 126, "not executable"),
+    ];
+    for (command, code, message) in cases {
+        let mut args = vec!["run", "--admin", "off", "--"];
+        args.extend_from_slice(command);
+        let (status, _, stderr) = lameduck(&args, Duration::from_secs(10));
+        assert_eq!(status.code(), Some(code), "{command:?}: {stderr}");
+        assert!(stderr.contains(message), "{command:?}: {stderr}");
+    }
+}
+
+#[test]
+fn signals_are_forwarded_and_sigterm_drains_first() {
+    let dir = TempDir::new("forward");
+    let log = dir.path("events");
+    let script = r#"trap 'echo HUP >> "$0"' HUP; trap 'echo USR1 >> "$0"' USR1; trap 'echo USR2 >> "$0"' USR2; trap 'echo TERM >> "$0"; exit 0' TERM; echo ready >> "$0"; while :; do sleep 0.05; done"#;
+    let mut wrapper = Wrapper::start(
+        &dir,
+        &[
+            "--grace",
+            "6",
+            "--min-wait",
+            "300ms",
+            "--quiet-window",
+            "200ms",
+            "--close-timeout",
+            "2s",
+            "--",
+            "sh",
+            "-c",
+            script,
+            log.to_str().unwrap(),
+        ],
+    );
+    let seen = |n: usize| {
+        wait_for(Duration::from_secs(5), || {
+            (events(&log).len() >= n).then_some(())
+        })
+    };
+    seen(1).expect("app started");
+    for (i, sig) in [Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2]
+        .into_iter()
+        .enumerate()
+    {
+        wrapper.signal(sig);
+        seen(i + 2).unwrap_or_else(|| panic!("{sig} not forwarded; log:\n{}", wrapper.log_text()));
+    }
+    assert!(
+        wrapper.child.try_wait().unwrap().is_none(),
+        "forwarded signals do not stop the wrapper"
+    );
+    event(&log, "sigterm-sent");
+    wrapper.signal(Signal::SIGTERM);
+    let status = wrapper.wait_exit(Duration::from_secs(6));
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        events(&log),
+        ["ready", "HUP", "USR1", "USR2", "sigterm-sent", "TERM"]
+    );
+}
+
+/// An app that ignores SIGTERM, recording its pid in `$0`.
+const STUBBORN: &str = r#"trap '' TERM; echo $$ >> "$0"; while :; do sleep 0.05; done"#;
+
+#[test]
+fn second_sigterm_stops_at_once() {
+    let dir = TempDir::new("second");
+    let log = dir.path("pid");
+    let mut wrapper = Wrapper::start(
+        &dir,
+        &[
+            "--grace",
+            "60",
+            "--min-wait",
+            "30s",
+            "--max-wait",
+            "40s",
+            "--",
+            "sh",
+            "-c",
+            STUBBORN,
+            log.to_str().unwrap(),
+        ],
+    );
+    wait_for(Duration::from_secs(5), || events(&log).first().cloned()).expect("app started");
+    let pid: i32 = events(&log)[0].parse().unwrap();
+    wrapper.signal(Signal::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        wrapper.child.try_wait().unwrap().is_none(),
+        "the first SIGTERM only drains"
+    );
+    assert!(alive(pid));
+    wrapper.signal(Signal::SIGTERM);
+    // Far sooner than the 30 s drain wait the first signal started.
+    let status = wrapper.wait_exit(Duration::from_secs(5));
+    assert_eq!(
+        status.code(),
+        Some(137),
+        "SIGKILLed; log:\n{}",
+        wrapper.log_text()
+    );
+    assert!(!alive(pid), "the app does not outlive the wrapper");
+}
+
+#[test]
+fn an_app_ignoring_the_stop_signal_is_killed_within_the_budget() {
+    let dir = TempDir::new("stubborn");
+    let log = dir.path("pid");
+    let mut wrapper = Wrapper::start(
+        &dir,
+        &[
+            "--grace",
+            "5",
+            "--safety-margin",
+            "1s",
+            "--min-wait",
+            "500ms",
+            "--quiet-window",
+            "200ms",
+            "--close-timeout",
+            "2s",
+            "--",
+            "sh",
+            "-c",
+            STUBBORN,
+            log.to_str().unwrap(),
+        ],
+    );
+    wait_for(Duration::from_secs(5), || events(&log).first().cloned()).expect("app started");
+    let pid: i32 = events(&log)[0].parse().unwrap();
+    let sent = Instant::now();
+    wrapper.signal(Signal::SIGTERM);
+    let status = wrapper.wait_exit(Duration::from_secs(10));
+    let took = sent.elapsed();
+    assert_eq!(status.code(), Some(137), "log:\n{}", wrapper.log_text());
+    assert!(
+        took < Duration::from_secs(5),
+        "exited {took:?} after SIGTERM: beyond the 5 s grace"
+    );
+    assert!(!alive(pid), "the app does not outlive the wrapper");
+    let text = wrapper.log_text();
+    let stop = text
+        .find("sent the stop signal")
+        .expect("stop signal first");
+    let kill = text
+        .find("SIGKILL to its process group")
+        .expect("then SIGKILL");
+    assert!(stop < kill, "{text}");
+}
+
+#[test]
+fn keep_alive_clients_get_connection_close_while_draining() {
+    let dir = TempDir::new("keepalive");
+    let (listen, upstream) = (free_addr(), free_addr());
+    let proxy = proxy_arg(listen, upstream);
+    let up = upstream.to_string();
+    let mut wrapper = Wrapper::start(
+        &dir,
+        &[
+            "--proxy",
+            &proxy,
+            "--grace",
+            "6",
+            "--min-wait",
+            "1500ms",
+            "--quiet-window",
+            "300ms",
+            "--close-timeout",
+            "2s",
+            "--",
+            LAMEDUCK,
+            "demo-app",
+            "--listen",
+            &up,
+        ],
+    );
+    wrapper.wait_ready();
+    let mut conn = Conn::open(listen).unwrap();
+    let before = conn.get("/").unwrap();
+    assert_eq!(before.status, 200);
+    assert_eq!(
+        before.header("connection"),
+        None,
+        "keep-alive while serving"
+    );
+    assert_eq!(
+        conn.get("/").unwrap().status,
+        200,
+        "the connection is reused"
+    );
+
+    wrapper.signal(Signal::SIGTERM);
+    wait_for(Duration::from_secs(2), || {
+        (wrapper.readyz() == Some(503)).then_some(())
+    })
+    .expect("draining");
+    let during = conn
+        .get("/")
+        .expect("the kept-alive connection is still served");
+    assert_eq!(during.status, 200);
+    assert_eq!(during.header("connection"), Some("close"));
+    assert!(
+        conn.closed_by_server(Duration::from_secs(2)),
+        "closed after the response"
+    );
+    let status = wrapper.wait_exit(Duration::from_secs(8));
+    assert_eq!(
+        status.code(),
+        Some(143),
+        "the naive app died of the stop signal"
+    );
+}
+
+#[test]
+fn h2c_and_websocket_pass_through_and_h2_gets_goaway_while_draining() {
+    let dir = TempDir::new("h2ws");
+    let (listen, upstream) = (free_addr(), free_addr());
+    let proxy = proxy_arg(listen, upstream);
+    let up = upstream.to_string();
+    let mut wrapper = Wrapper::start(
+        &dir,
+        &[
+            "--proxy",
+            &proxy,
+            "--grace",
+            "6",
+            "--min-wait",
+            "1500ms",
+            "--quiet-window",
+            "300ms",
+            "--close-timeout",
+            "2s",
+            "--",
+            LAMEDUCK,
+            "demo-app",
+            "--listen",
+            &up,
+        ],
+    );
+    wrapper.wait_ready();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let h2_closed = runtime.block_on(async {
+        use futures_util::{SinkExt, StreamExt};
+        use http_body_util::{BodyExt, Empty};
+        use tokio_tungstenite::tungstenite::Message;
+
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{listen}/ws"))
+            .await
+            .expect("WebSocket through the proxy");
+        ws.send(Message::Text("hello through lameduck".into()))
+            .await
+            .unwrap();
+        let echo = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap();
+        assert_eq!(
+            echo.unwrap().unwrap(),
+            Message::Text("hello through lameduck".into())
+        );
+        ws.close(None).await.unwrap();
+
+        let stream = tokio::net::TcpStream::connect(listen).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .expect("h2c handshake");
+        let conn = tokio::spawn(conn);
+        let request = http::Request::get(format!("http://{listen}/"))
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.expect("h2c request");
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.version(), http::Version::HTTP_2);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"ok\n");
+
+        wrapper.signal(Signal::SIGTERM);
+        // GOAWAY: the idle h2 connection ends while the proxy is still draining.
+        tokio::time::timeout(Duration::from_millis(1200), conn)
+            .await
+            .is_ok()
+    });
+    assert!(
+        h2_closed,
+        "the h2 connection got GOAWAY and closed during Draining"
+    );
+    assert_eq!(wrapper.readyz(), Some(503), "still draining when h2 closed");
+    wrapper.wait_exit(Duration::from_secs(8));
+}
+
+#[test]
+fn tcp_mode_passes_an_arbitrary_byte_stream() {
+    use std::io::{Read, Write};
+
+    let dir = TempDir::new("tcp");
+    let echo = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = echo.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in echo.incoming().take(4).flatten() {
+            std::thread::spawn(move || {
+                let mut reader = stream.try_clone().unwrap();
+                let mut writer = stream;
+                let _ = std::io::copy(&mut reader, &mut writer);
+            });
+        }
+    });
+    let listen = free_addr();
+    let proxy = proxy_arg(listen, upstream);
+    let mut wrapper = Wrapper::start(
+        &dir,
+        &[
+            "--proxy",
+            &proxy,
+            "--protocol",
+            "tcp",
+            "--grace",
+            "6",
+            "--min-wait",
+            "300ms",
+            "--quiet-window",
+            "200ms",
+            "--close-timeout",
+            "2s",
+            "--",
+            "sleep",
+            "30",
+        ],
+    );
+    wrapper.wait_ready();
+    let payload: Vec<u8> = (0..300_000_u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let mut stream = std::net::TcpStream::connect(listen).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let sent = payload.clone();
+    let writing = std::thread::spawn(move || {
+        writer.write_all(&sent).unwrap();
+        writer.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut received = Vec::new();
+    stream
+        .read_to_end(&mut received)
+        .expect("echo through the proxy");
+    writing.join().unwrap();
+    assert!(
+        received == payload,
+        "{} bytes back of {}",
+        received.len(),
+        payload.len()
+    );
+    wrapper.signal(Signal::SIGTERM);
+    let status = wrapper.wait_exit(Duration::from_secs(8));
+    assert_eq!(status.code(), Some(143), "sleep died of the stop signal");
+}
+
+#[test]
+fn no_request_that_arrived_before_closing_fails() {
+    let dir = TempDir::new("inflight");
+    let log = dir.path("events");
+    let (listen, upstream) = (free_addr(), free_addr());
+    let proxy = proxy_arg(listen, upstream);
+    let (log_s, up_s) = (log.to_str().unwrap().to_owned(), upstream.to_string());
+    let mut wrapper = Wrapper::start(
+        &dir,
+        &[
+            "--proxy",
+            &proxy,
+            "--grace",
+            "9",
+            "--min-wait",
+            "1s",
+            "--quiet-window",
+            "400ms",
+            "--max-wait",
+            "4s",
+            "--close-timeout",
+            "4s",
+            "--",
+            "sh",
+            "-c",
+            NAIVE_APP_LOGGING_STOP,
+            &log_s,
+            LAMEDUCK,
+            &up_s,
+        ],
+    );
+    wrapper.wait_ready();
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    // Keep-alive clients: reconnect when told `Connection: close`.
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let (stop, ok, failed) = (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&failed));
+            std::thread::spawn(move || {
+                let mut conn = None;
+                for _ in 0..10_000 {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let c = match &mut conn {
+                        Some(c) => c,
+                        None => conn.insert(Conn::open(listen).expect("connect while draining")),
+                    };
+                    match c.get("/") {
+                        Ok(r) if r.status == 200 => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                            if r.header("connection") == Some("close") {
+                                conn = None;
+                            }
+                        }
+                        other => failed.lock().unwrap().push(format!("{other:?}")),
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    event(&log, "sigterm-sent");
+    wrapper.signal(Signal::SIGTERM);
+    std::thread::sleep(Duration::from_millis(800));
+    // Slow requests that are still in flight when the drain wait ends.
+    let slow: Vec<_> = (0..3)
+        .map(|_| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let response = get(listen, "/slow?ms=1500");
+                if matches!(&response, Ok(r) if r.status == 200) {
+                    event(&log, "slow-ok");
+                }
+                response.map(|r| r.status)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().unwrap();
+    }
+    let admin = wrapper.admin;
+    wait_for(Duration::from_secs(5), || {
+        get(admin, "/readyz")
+            .ok()
+            .filter(|r| r.body.starts_with("closing"))
+            .map(|_| ())
+    })
+    .expect("reaches Closing");
+    event(&log, "closing");
+    for s in slow {
+        assert_eq!(s.join().unwrap().expect("slow request answered"), 200);
+    }
+    let status = wrapper.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "log:\n{}", wrapper.log_text());
+    assert!(
+        failed.lock().unwrap().is_empty(),
+        "failed: {:?}",
+        failed.lock().unwrap()
+    );
+    assert!(ok.load(Ordering::Relaxed) > 10);
+    assert_eq!(
+        events(&log),
+        [
+            "sigterm-sent",
+            "closing",
+            "slow-ok",
+            "slow-ok",
+            "slow-ok",
+            "stop-signal"
+        ],
+        "in-flight requests finish after Closing and before the app's stop signal"
+    );
+}
+
+#[test]
+fn lameduck_wait_drains_the_wrapper_before_the_kubelet_signal() {
+    let dir = TempDir::new("wait");
+    let log = dir.path("events");
+    let script = r#"trap 'echo stop-signal >> "$0"; exit 0' TERM; while :; do sleep 0.05; done"#;
+    let mut wrapper = Wrapper::start(
+        &dir,
+        &[
+            "--grace",
+            "6",
+            "--min-wait",
+            "700ms",
+            "--quiet-window",
+            "200ms",
+            "--close-timeout",
+            "2s",
+            "--",
+            "sh",
+            "-c",
+            script,
+            log.to_str().unwrap(),
+        ],
+    );
+    wrapper.wait_ready();
+    let admin = wrapper.admin.to_string();
+    let (status, stdout, stderr) = lameduck(
+        &["wait", "--admin", &admin, "--timeout", "5s"],
+        Duration::from_secs(8),
+    );
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("drain started; phase closing"), "{stdout}");
+    event(&log, "prestop-done");
+    // The kubelet's SIGTERM after preStop is the first signal: it does not force anything.
+    wrapper.signal(Signal::SIGTERM);
+    let status = wrapper.wait_exit(Duration::from_secs(6));
+    assert_eq!(status.code(), Some(0));
+    let seen = events(&log);
+    assert_eq!(
+        seen.iter().filter(|e| *e == "stop-signal").count(),
+        1,
+        "{seen:?}"
+    );
+    assert!(
+        !wrapper.log_text().contains("second stop signal"),
+        "{}",
+        wrapper.log_text()
+    );
+}
+
+#[test]
+fn probe_and_sleep_helpers() {
+    let dir = TempDir::new("probe");
+    let mut wrapper = Wrapper::start(&dir, &["--", "sleep", "30"]);
+    wrapper.wait_ready();
+    let livez = format!("http://{}/livez", wrapper.admin);
+    let ok = lameduck(&["probe", &livez], Duration::from_secs(5));
+    assert_eq!(ok.0.code(), Some(0), "{}", ok.2);
+    let missing = format!("http://{}/nope", wrapper.admin);
+    let not_found = lameduck(&["probe", &missing], Duration::from_secs(5));
+    assert_eq!(not_found.0.code(), Some(1));
+    assert!(not_found.2.contains("404"), "{}", not_found.2);
+    let tcp = format!("tcp://{}", wrapper.admin);
+    assert_eq!(
+        lameduck(&["probe", &tcp], Duration::from_secs(5)).0.code(),
+        Some(0)
+    );
+    let closed = format!("tcp://{}", free_addr());
+    let refused = lameduck(&["probe", &closed], Duration::from_secs(5));
+    assert_eq!(refused.0.code(), Some(1));
+    assert!(refused.2.contains("cannot connect"), "{}", refused.2);
+    let bad = lameduck(&["probe", "https://example.com/"], Duration::from_secs(5));
+    assert_eq!(bad.0.code(), Some(2), "{}", bad.2);
+    assert!(bad.2.contains("https is not supported"), "{}", bad.2);
+
+    let started = Instant::now();
+    assert_eq!(
+        lameduck(&["sleep", "300ms"], Duration::from_secs(5))
+            .0
+            .code(),
+        Some(0)
+    );
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    let bad = lameduck(&["sleep", "soon"], Duration::from_secs(5));
+    assert_eq!(bad.0.code(), Some(2));
+    assert!(bad.2.contains("not a duration"), "{}", bad.2);
+
+    wrapper.signal(Signal::SIGTERM);
+    wrapper.wait_exit(Duration::from_secs(10));
+}
+
+#[test]
+fn bad_input_is_one_clear_message_and_a_nonzero_exit() {
+    let dir = TempDir::new("bad");
+    let marker = dir.path("started");
+    let never = format!("echo started >> {}", marker.display());
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    let proxy_taken = format!("{taken_addr}={}", free_addr());
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (vec!["--min-wait", "soon"], 2, "\"soon\" is not a duration"),
+        (vec!["--grace", "3"], 2, "grace period too small"),
+        (
+            vec!["--min-wait", "9s", "--max-wait", "5s"],
+            2,
+            "LAMEDUCK_MIN_WAIT must be <= LAMEDUCK_MAX_WAIT",
+        ),
+        (vec!["--protocol", "tcp"], 2, "--proxy"),
+        (
+            vec![
+                "--proxy",
+                "18080=18081",
+                "--protocol",
+                "tcp",
+                "--upstream-protocol",
+                "h2c",
+            ],
+            2,
+            "--upstream-protocol applies to --protocol http only",
+        ),
+        (vec!["--proxy", "8080"], 2, "is not LISTEN=UPSTREAM"),
+        (vec!["--stop-signal", "SIGNOPE"], 2, "is not a signal name"),
+        (vec!["--admin", "nowhere"], 2, "is not an address"),
+        (
+            vec!["--proxy", &proxy_taken],
+            125,
+            "cannot listen for the drain proxy",
+        ),
+        (
+            vec!["--admin", &taken_addr],
+            125,
+            "cannot listen for the admin endpoints",
+        ),
+    ];
+    for (flags, code, message) in cases {
+        let mut args = vec!["run"];
+        if !flags.contains(&"--admin") {
+            args.extend(["--admin", "off"]);
+        }
+        args.extend(flags.iter().copied());
+        args.extend(["--", "sh", "-c", &never]);
+        let (status, _, stderr) = lameduck(&args, Duration::from_secs(10));
+        assert_eq!(status.code(), Some(code), "{flags:?}: {stderr}");
+        assert!(
+            stderr.contains(message),
+            "{flags:?}: expected {message:?} in {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        let lines = stderr.lines().filter(|l| l.contains("error")).count();
+        assert_eq!(lines, 1, "one message: {stderr}");
+    }
+    assert!(!marker.exists(), "no bad input starts the app");
+    let (status, _, stderr) = lameduck(&["run", "--admin", "off"], Duration::from_secs(5));
+    assert_eq!(status.code(), Some(2));
+    assert!(stderr.contains("no command to run"), "{stderr}");
+    drop(taken);
+}

@@ -1,0 +1,306 @@
+//! Helpers for the `lameduck run` tests: the binary, temp dirs, ports, bounded waits, a raw
+//! HTTP/1.1 client and an event log shared with child processes.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// The `lameduck` binary under test.
+pub const LAMEDUCK: &str = env!("CARGO_BIN_EXE_lameduck");
+
+/// A directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "lameduck-run-{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        Self(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A loopback address with a port that was free a moment ago.
+pub fn free_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr")
+}
+
+/// Polls `f` every 20 ms until it returns `Some`, for at most `limit`.
+pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = f() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A running `lameduck run`, its stderr captured to a file. Killed on drop if still running.
+pub struct Wrapper {
+    pub child: Child,
+    pub log: PathBuf,
+    pub admin: SocketAddr,
+}
+
+impl Wrapper {
+    /// Starts `lameduck run --admin ADMIN ARGS...` (ARGS include `-- CMD ...`).
+    pub fn start(dir: &TempDir, args: &[&str]) -> Self {
+        let admin = free_addr();
+        let log = dir.path("wrapper.log");
+        let child = Command::new(LAMEDUCK)
+            .arg("run")
+            .arg("--admin")
+            .arg(admin.to_string())
+            .args(args)
+            .env("LAMEDUCK_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start lameduck run");
+        Self { child, log, admin }
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        kill(self.pid(), signal).expect("signal the wrapper");
+    }
+
+    /// The admin `/readyz` status, if the admin listener answers.
+    pub fn readyz(&self) -> Option<u16> {
+        get(self.admin, "/readyz").ok().map(|r| r.status)
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub fn wait_ready(&self) {
+        wait_for(Duration::from_secs(10), || {
+            (self.readyz() == Some(200)).then_some(())
+        })
+        .unwrap_or_else(|| panic!("never ready; log:\n{}", self.log_text()));
+    }
+
+    /// Waits for the wrapper to exit, at most `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let child = &mut self.child;
+        match wait_for(limit, || child.try_wait().expect("try_wait")) {
+            Some(status) => status,
+            None => panic!(
+                "lameduck run did not exit within {limit:?}; log:\n{}",
+                self.log_text()
+            ),
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Wrapper {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `lameduck ARGS` to completion (bounded) and returns status, stdout, stderr.
+pub fn lameduck(args: &[&str], limit: Duration) -> (ExitStatus, String, String) {
+    let mut child = Command::new(LAMEDUCK)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start lameduck");
+    let status = wait_for(limit, || child.try_wait().expect("try_wait")).unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("lameduck {args:?} did not finish within {limit:?}")
+    });
+    let mut out = String::new();
+    let mut err = String::new();
+    if let Some(mut s) = child.stdout.take() {
+        let _ = s.read_to_string(&mut out);
+    }
+    if let Some(mut s) = child.stderr.take() {
+        let _ = s.read_to_string(&mut err);
+    }
+    (status, out, err)
+}
+
+/// Appends one line to an event log shared with child processes (`echo x >> log`).
+pub fn event(log: &Path, line: &str) {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("event log");
+    writeln!(file, "{line}").expect("write event");
+}
+
+/// The lines of an event log.
+pub fn events(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether process `pid` exists (a zombie counts as existing).
+pub fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// `(pid, state)` of every process whose parent is `parent`.
+pub fn children_of(parent: i32) -> Vec<(i32, char)> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may contain spaces, so split after the last ')'.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid = fields
+            .next()
+            .and_then(|p| p.parse::<i32>().ok())
+            .unwrap_or(0);
+        if ppid == parent {
+            found.push((pid, state));
+        }
+    }
+    found
+}
+
+/// One HTTP/1.1 response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A keep-alive HTTP/1.1 client connection (raw, so `Connection: close` is visible).
+pub struct Conn {
+    reader: BufReader<TcpStream>,
+}
+
+impl Conn {
+    pub fn open(addr: SocketAddr) -> std::io::Result<Self> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            reader: BufReader::new(stream),
+        })
+    }
+
+    /// Sends `GET path` and reads the response.
+    pub fn get(&mut self, path: &str) -> std::io::Result<Response> {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
+        self.reader.get_mut().write_all(request.as_bytes())?;
+        self.read_response()
+    }
+
+    fn read_response(&mut self) -> std::io::Result<Response> {
+        let eof = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed");
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(eof());
+        }
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+        let mut headers = Vec::new();
+        loop {
+            line.clear();
+            if self.reader.read_line(&mut line)? == 0 {
+                return Err(eof());
+            }
+            let trimmed = line.trim_end();
+            if trimmed.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = trimmed.split_once(':') {
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+            }
+        }
+        let length: usize = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        self.reader.read_exact(&mut body)?;
+        Ok(Response {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+
+    /// Whether the server closed the connection (reads EOF within `limit`).
+    pub fn closed_by_server(&mut self, limit: Duration) -> bool {
+        let _ = self.reader.get_ref().set_read_timeout(Some(limit));
+        let mut byte = [0_u8; 1];
+        matches!(self.reader.read(&mut byte), Ok(0))
+    }
+}
+
+/// One request on a fresh connection.
+pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
+    Conn::open(addr)?.get(path)
+}
