@@ -189,6 +189,10 @@ async fn drive(
     log: &EventLog,
 ) -> Result<Driven, VerifyError> {
     exec.start_initial().await?;
+    let path = sc.readiness.path.as_deref().unwrap_or(&sc.load.path);
+    for r in routers {
+        r.await_routing(path).await;
+    }
     let targets: Vec<Target> = routers
         .iter()
         .enumerate()

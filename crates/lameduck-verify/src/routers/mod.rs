@@ -262,6 +262,23 @@ impl Router {
         }
     }
 
+    /// Waits until the router answers `path` from a pod (a real router applies changes
+    /// asynchronously: nginx reloads in the background), for at most 5 s.
+    pub async fn await_routing(&self, path: &str) {
+        if matches!(self, Self::L4(_) | Self::L7(_)) {
+            return;
+        }
+        for _ in 0..100 {
+            if crate::rollout::http_get(self.addr().port(), path, Duration::from_millis(500))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Stops the router (real routers: their processes are ended by PID).
     pub async fn shutdown(&self) {
         match self {
@@ -409,6 +426,33 @@ pub(crate) fn draw(dist: &Distribution, rng: &mut StdRng) -> Duration {
         }
     };
     Duration::from_secs_f64(secs.clamp(0.0, 3600.0))
+}
+
+/// Finds an installed binary on `PATH` or in `/usr/sbin`.
+pub(crate) fn find_binary(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into(), "/usr/local/sbin".into()])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// A free loopback port (bound then released).
+pub(crate) fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Ends a real router: SIGKILL to its process group (its workers), by its PID, and reaps it.
+pub(crate) async fn stop_child(mut child: tokio::process::Child) {
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
 }
 
 #[cfg(test)]
