@@ -267,6 +267,7 @@ fn apply(args: &Flags, sc: &mut Scenario) -> Result<(), Failure> {
 fn failure(e: VerifyError) -> Failure {
     match e {
         VerifyError::Scenario(_) | VerifyError::Pod(_) => Failure::usage(e),
+        VerifyError::Interrupted => Failure::with_code(130, e),
         other => Failure::with_code(3, other),
     }
 }

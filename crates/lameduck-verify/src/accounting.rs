@@ -136,6 +136,21 @@ pub struct Report {
     pub router_errors: Vec<String>,
     /// Load start and stop (s since run start).
     pub load_window: (f64, f64),
+    /// What the testbed itself cost.
+    pub testbed: TestbedCost,
+}
+
+/// What the testbed itself (routers, load, accounting: this process, not the replicas) cost.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TestbedCost {
+    /// CPU seconds (user + system) of this process during the run.
+    pub cpu_seconds: f64,
+    /// Wall seconds of the run.
+    pub wall_seconds: f64,
+    /// Seconds spent building this report from the records.
+    pub accounting_seconds: f64,
+    /// Records accounted.
+    pub records: u64,
 }
 
 /// Inputs of [`account`].
@@ -364,5 +379,6 @@ pub(crate) fn account(inp: Inputs) -> Report {
         ok_per_bucket,
         router_errors,
         load_window,
+        testbed: TestbedCost::default(),
     }
 }

@@ -14,6 +14,8 @@
 //! ```
 
 mod accounting;
+#[doc(hidden)]
+pub mod bench;
 mod demo;
 mod events;
 mod load;
@@ -23,7 +25,7 @@ mod routers;
 mod run;
 mod scenario;
 
-pub use accounting::{LoadReport, PodReport, Report, RouterInfo};
+pub use accounting::{LoadReport, PodReport, Report, RouterInfo, TestbedCost};
 pub use demo::{demo_scenarios, naive_app, wrapped_command};
 pub use events::{Event, EventKind, PodId, RouterId};
 pub use load::{Outcome, Record, RequestKind};

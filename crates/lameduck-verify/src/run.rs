@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::accounting::{Inputs, Report, RouterInfo, account};
+use crate::accounting::{Inputs, Report, RouterInfo, TestbedCost, account};
 use crate::events::{Clock, EventKind, EventLog, RouterId};
 use crate::load::{self, Target};
 use crate::rollout::{Executor, PodError};
@@ -35,6 +35,9 @@ pub enum VerifyError {
         #[source]
         source: std::io::Error,
     },
+    /// Interrupted (SIGINT); every replica and router was ended.
+    #[error("interrupted")]
+    Interrupted,
     /// Requests were lost by the testbed itself: started ≠ ok + failed.
     #[error("accounting invariant violated: {started} requests started but {counted} were counted")]
     Invariant {
@@ -96,6 +99,7 @@ pub async fn run(sc: Scenario, opts: RunOptions) -> Result<Report, VerifyError> 
         source,
     })?;
     let clock = Clock::new();
+    let cpu_start = cpu_seconds();
     let log = EventLog::new(clock);
 
     // Routers.
@@ -136,16 +140,11 @@ pub async fn run(sc: Scenario, opts: RunOptions) -> Result<Report, VerifyError> 
         workdir.clone(),
     );
 
-    let result = drive(
-        &sc,
-        &opts,
-        &mut exec,
-        &routers,
-        &propagator,
-        &directory,
-        &log,
-    )
-    .await;
+    // Ctrl-C must not leave replicas behind: they run in their own process groups.
+    let result = tokio::select! {
+        r = drive(&sc, &opts, &mut exec, &routers, &propagator, &directory, &log) => r,
+        _ = tokio::signal::ctrl_c() => Err(VerifyError::Interrupted),
+    };
     exec.teardown().await;
     for r in &routers {
         r.shutdown().await;
@@ -160,7 +159,8 @@ pub async fn run(sc: Scenario, opts: RunOptions) -> Result<Report, VerifyError> 
         .iter()
         .map(|p| (p.id, p.revision, p.port, p.pid))
         .collect();
-    let report = account(Inputs {
+    let accounting_start = std::time::Instant::now();
+    let mut report = account(Inputs {
         scenario: sc,
         label: opts.label.clone(),
         started,
@@ -171,6 +171,12 @@ pub async fn run(sc: Scenario, opts: RunOptions) -> Result<Report, VerifyError> 
         router_errors: propagator.errors(),
         load_window,
     });
+    report.testbed = TestbedCost {
+        cpu_seconds: cpu_seconds() - cpu_start,
+        wall_seconds: clock.now(),
+        accounting_seconds: accounting_start.elapsed().as_secs_f64(),
+        records: counted,
+    };
     if temporary {
         let _ = std::fs::remove_dir_all(&workdir);
     }
@@ -292,4 +298,13 @@ async fn wait(d: Duration, mut f: impl FnMut()) {
         )
         .await;
     }
+}
+
+/// CPU seconds (user + system) used by this process so far.
+fn cpu_seconds() -> f64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_SELF).map_or(0.0, |u| {
+        let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+        t(u.user_time()) + t(u.system_time())
+    })
 }

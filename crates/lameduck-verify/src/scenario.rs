@@ -26,7 +26,7 @@ pub enum ScenarioError {
         source: std::io::Error,
     },
     /// The file is not valid YAML or does not match the schema (unknown key, wrong type, ...).
-    #[error("{}:{line}: {message}", path.display())]
+    #[error("{}", located(path, *line, message))]
     Syntax {
         /// The file.
         path: PathBuf,
@@ -36,7 +36,7 @@ pub enum ScenarioError {
         message: String,
     },
     /// The scenario parses but is impossible (e.g. `maxSurge: 0` with `maxUnavailable: 0`).
-    #[error("{}:{line}: {message}", path.display())]
+    #[error("{}", located(path, *line, message))]
     Invalid {
         /// The file, or `<flags>` when no file was given.
         path: PathBuf,
@@ -45,6 +45,15 @@ pub enum ScenarioError {
         /// What is wrong.
         message: String,
     },
+}
+
+/// `file:line: message`, or `file: message` when the line is unknown (flags, defaults).
+fn located(path: &Path, line: u64, message: &str) -> String {
+    if line == 0 {
+        format!("{}: {message}", path.display())
+    } else {
+        format!("{}:{line}: {message}", path.display())
+    }
 }
 
 /// A duration written as `500ms`, `3s`, `1m 30s` or a number of seconds.
@@ -137,6 +146,15 @@ impl IntOrPercent {
                 };
                 u32::try_from(v).unwrap_or(u32::MAX)
             }
+        }
+    }
+}
+
+impl fmt::Display for IntOrPercent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Int(n) => write!(f, "{n}"),
+            Self::Percent(p) => write!(f, "{p}%"),
         }
     }
 }
@@ -381,6 +399,15 @@ pub enum Protocol {
     Http1,
     /// HTTP/2 over cleartext (prior knowledge).
     H2c,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Http1 => "HTTP/1.1",
+            Self::H2c => "h2c",
+        })
+    }
 }
 
 impl std::str::FromStr for Protocol {

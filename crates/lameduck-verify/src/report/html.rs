@@ -104,8 +104,8 @@ fn section(h: &mut String, r: &Report, idx: usize) {
         .collect();
     let _ = writeln!(
         h,
-        "<p><code>{}</code><br>{} replicas, {} rolling update(s), maxSurge {:?}, maxUnavailable {:?}, grace {}, preStop {:?}; \
-         routers: {}; load {} req/s {:?}; seed {}.</p>",
+        "<p><code>{}</code><br>{} replicas, {} rolling update(s), maxSurge {}, maxUnavailable {}, grace {}, preStop {:?}; \
+         routers: {}; load {} req/s {}; seed {}.</p>",
         esc(&sc.command.join(" ")),
         sc.replicas,
         sc.rollouts,

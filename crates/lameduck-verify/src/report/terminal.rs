@@ -43,7 +43,7 @@ pub fn render_terminal(reports: &[Report]) -> String {
         .collect();
     let _ = writeln!(
         out,
-        "lameduck verify: {} replicas, {} rolling update(s), maxSurge {:?} maxUnavailable {:?}, routers {}, propagation {}, {} req/s {:?}, seed {}",
+        "lameduck verify: {} replicas, {} rolling update(s), maxSurge {} maxUnavailable {}, routers {}, propagation {}, {} req/s {}, seed {}",
         sc.replicas,
         sc.rollouts,
         sc.max_surge,
@@ -194,6 +194,19 @@ pub fn render_terminal(reports: &[Report]) -> String {
         reports
             .iter()
             .map(|r| format!("{:.1} / {:.1}", r.load.latency_ms[0], r.load.latency_ms[1]))
+            .collect(),
+    );
+    row(
+        &mut out,
+        "testbed CPU (routers, load, accounting)",
+        reports
+            .iter()
+            .map(|r| {
+                format!(
+                    "{:.1}s in {:.1}s",
+                    r.testbed.cpu_seconds, r.testbed.wall_seconds
+                )
+            })
             .collect(),
     );
     row(

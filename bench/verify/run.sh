@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Benchmarks of the `lameduck verify` testbed (figures in docs/benchmarks/verify.md):
+#
+# 1. Full accounting at scale: 10 replicas of the built-in naive app (preStop sleep 4s), one L4
+#    and one L7 router, 2,000 requests/s, one rolling update. Reports the achieved rate and what
+#    the testbed process itself (routers, load generator, accounting) cost in CPU.
+# 2. The embedded L7 router's throughput against HAProxy in the same role (same two backends,
+#    wrk with keep-alive), rounds alternating between the two; medians and their ratio.
+#
+#   bench/verify/run.sh [ROUNDS] [SECONDS] [CONNECTIONS]
+# Needs: wrk, haproxy (apt-get install -y wrk haproxy), python3.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+rounds=${1:-3}
+seconds=${2:-10}
+connections=${3:-64}
+for b in wrk haproxy python3; do
+  command -v "$b" >/dev/null || [ -x "/usr/sbin/$b" ] || { echo "$b is missing: apt-get install -y wrk haproxy" >&2; exit 2; }
+done
+haproxy_bin=$(command -v haproxy || echo /usr/sbin/haproxy)
+target=${CARGO_TARGET_DIR:-target}
+cargo build --release -q -p lameduck-cli --bin lameduck
+cargo build --release -q -p lameduck-verify --example l7_router
+lameduck=$target/release/lameduck
+router_bin=$target/release/examples/l7_router
+out=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$out"; }
+trap cleanup EXIT
+
+echo "## machine"
+echo "$(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo
+
+echo "## 1. 10 replicas, 2,000 req/s, full accounting ($rounds rounds)"
+for i in $(seq 1 "$rounds"); do
+  "$lameduck" verify --json -q --replicas 10 --router l4,l7 --connections 16 --rate 2000 \
+    --max-surge 25% --max-unavailable 0 --probe-path /healthz --pre-stop-sleep 4s \
+    --propagation uniform:0.5s..3s --seed "$i" --max-failures 1000000 \
+    -- "$lameduck" demo-app --listen '127.0.0.1:{port}' >"$out/scale-$i.json"
+done
+python3 - "$out" "$rounds" <<'PY'
+import json, statistics, sys
+out, rounds = sys.argv[1], int(sys.argv[2])
+rows = []
+for i in range(1, rounds + 1):
+    r = json.load(open(f"{out}/scale-{i}.json"))[0]
+    l, t = r["load"], r["testbed"]
+    rows.append((l["started"], l["achieved_rate"], l["failed"], l["latency_ms"][0], l["latency_ms"][1],
+                 t["cpu_seconds"], t["wall_seconds"], t["accounting_seconds"] * 1000, t["records"]))
+print("| round | requests | achieved req/s | failed | p50 ms | p99 ms | testbed CPU s | wall s | CPU share of 2 cores | accounting ms |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for i, x in enumerate(rows, 1):
+    print(f"| {i} | {x[0]} | {x[1]:.0f} | {x[2]} | {x[3]:.2f} | {x[4]:.2f} | {x[5]:.2f} | {x[6]:.1f} | {100 * x[5] / x[6] / 2:.0f}% | {x[7]:.1f} |")
+med = lambda k: statistics.median(x[k] for x in rows)
+print(f"| median | {med(0):.0f} | {med(1):.0f} | {med(2):.0f} | {med(3):.2f} | {med(4):.2f} | {med(5):.2f} | {med(6):.1f} | {100 * med(5) / med(6) / 2:.0f}% | {med(7):.1f} |")
+PY
+echo
+
+echo "## 2. embedded L7 router vs HAProxy, wrk -t2 -c$connections -d${seconds}s, $rounds rounds"
+b1=18181; b2=18182; hp=18190
+for p in $b1 $b2; do
+  "$lameduck" demo-app --listen "127.0.0.1:$p" >"$out/app-$p.log" 2>&1 &
+  pids+=($!)
+done
+"$router_bin" "127.0.0.1:$b1,127.0.0.1:$b2" >"$out/l7.addr" 2>"$out/l7.err" &
+pids+=($!)
+cat >"$out/haproxy.cfg" <<CFG
+global
+    maxconn 4000
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 30s
+    timeout server 30s
+    option http-keep-alive
+    retries 0
+frontend fe
+    bind 127.0.0.1:$hp
+    default_backend be
+backend be
+    balance roundrobin
+    server a 127.0.0.1:$b1
+    server b 127.0.0.1:$b2
+CFG
+"$haproxy_bin" -db -f "$out/haproxy.cfg" >"$out/haproxy.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+  [ -s "$out/l7.addr" ] && curl -sf "http://$(cat "$out/l7.addr")/" >/dev/null && curl -sf "http://127.0.0.1:$hp/" >/dev/null && break
+  sleep 0.1
+done
+l7=$(cat "$out/l7.addr")
+wrk_rps() { wrk -t2 -c"$connections" -d"${seconds}s" "http://$1/" | awk '/Requests\/sec/{print $2}'; }
+: >"$out/rps"
+for i in $(seq 1 "$rounds"); do
+  echo "l7 $(wrk_rps "$l7")" >>"$out/rps"
+  echo "haproxy $(wrk_rps "127.0.0.1:$hp")" >>"$out/rps"
+done
+python3 - "$out/rps" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+l7 = [float(v) for k, v in rows if k == "l7"]
+hp = [float(v) for k, v in rows if k == "haproxy"]
+print("| router | req/s per round | median req/s |")
+print("|---|---|---|")
+print(f"| embedded L7 | {', '.join(f'{v:.0f}' for v in l7)} | {statistics.median(l7):.0f} |")
+print(f"| HAProxy | {', '.join(f'{v:.0f}' for v in hp)} | {statistics.median(hp):.0f} |")
+print(f"\nratio embedded L7 / HAProxy (medians): {statistics.median(l7) / statistics.median(hp):.2f}")
+PY
