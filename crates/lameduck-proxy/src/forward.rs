@@ -151,47 +151,46 @@ impl Inner {
         };
         headers::strip(req.headers_mut(), upgrade);
 
-        // The authority the client asked for: the Host header (HTTP/1) or the URI (HTTP/2).
-        // The connector ignores it and always dials the upstream address.
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| Authority::from_str(h.to_str().ok()?).ok());
-        let authority = host
-            .or_else(|| req.uri().authority().cloned())
-            .unwrap_or_else(|| self.upstream_authority.clone());
         let path = req
             .uri()
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let uri = Uri::builder()
-            .scheme("http")
-            .authority(authority.clone())
-            .path_and_query(path)
-            .build();
-        match uri {
-            Ok(uri) => *req.uri_mut() = uri,
-            Err(error) => {
-                return reply(
-                    StatusCode::BAD_REQUEST,
-                    format!("bad request target: {error}"),
-                );
-            }
-        }
-        if h2 {
+        let authority = if h2 {
             // HTTP/2 carries the authority as :authority; a Host header that differs from it
-            // makes the request malformed (RFC 9113 §8.3.1).
-            req.headers_mut().remove(header::HOST);
-            *req.version_mut() = Version::HTTP_2;
+            // makes the request malformed (RFC 9113 §8.3.1), so the client's authority moves
+            // there. The connector ignores it and always dials the upstream address.
+            let host = req
+                .headers_mut()
+                .remove(header::HOST)
+                .and_then(|h| Authority::from_str(h.to_str().ok()?).ok());
+            host.or_else(|| req.uri().authority().cloned())
+                .unwrap_or_else(|| self.upstream_authority.clone())
         } else {
+            // HTTP/1: the Host header travels as is (an h2 client's authority becomes one);
+            // the URI only keys the connection pool.
             if !req.headers().contains_key(header::HOST) {
-                if let Ok(value) = HeaderValue::from_str(authority.as_str()) {
+                if let Some(value) = req
+                    .uri()
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+                {
                     req.headers_mut().insert(header::HOST, value);
                 }
             }
-            *req.version_mut() = Version::HTTP_11;
+            self.upstream_authority.clone()
+        };
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(http::uri::Scheme::HTTP);
+        parts.authority = Some(authority);
+        parts.path_and_query = Some(path);
+        match Uri::from_parts(parts) {
+            Ok(uri) => *req.uri_mut() = uri,
+            Err(error) => {
+                return reply(StatusCode::BAD_REQUEST, format!("bad request target: {error}"));
+            }
         }
+        *req.version_mut() = if h2 { Version::HTTP_2 } else { Version::HTTP_11 };
 
         let client = if h2 { &self.h2c } else { &self.http1 };
         let mut response = match client.request(req).await {

@@ -18,6 +18,16 @@ const HOP_BY_HOP: [HeaderName; 6] = [
 /// With `upgrade`, `Connection: upgrade` and `Upgrade` are kept so the handshake reaches the
 /// other side. `TE: trailers` is kept (gRPC needs it end to end).
 pub(crate) fn strip(headers: &mut HeaderMap, upgrade: bool) {
+    if !headers.contains_key(header::CONNECTION)
+        && !headers.contains_key(header::TE)
+        && !headers.contains_key(header::TRANSFER_ENCODING)
+        && !headers.contains_key(header::UPGRADE)
+        && !headers.contains_key("keep-alive")
+        && !headers.contains_key("proxy-connection")
+    {
+        // The common case: nothing to strip, nothing to allocate.
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()

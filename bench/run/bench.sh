@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Throughput and p99 latency through `lameduck run --proxy` against the same app reached
+# directly and through HAProxy configured as the same sidecar, in HTTP and TCP modes, measured
+# in one run on one machine with wrk. Rounds rotate the order of the targets so drift in machine
+# load hits all of them. Prints a markdown table of medians over the rounds.
+#
+#   bench/run/bench.sh [ROUNDS] [SECONDS] [CONNECTIONS] [THREADS]
+#
+# Needs wrk and haproxy (apt-get install -y wrk haproxy). The app is `lameduck demo-app`
+# (axum, GET / -> "ok"); each proxy forwards to it over loopback with keep-alive.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+rounds=${1:-3}
+seconds=${2:-10}
+connections=${3:-64}
+threads=${4:-2}
+for tool in wrk haproxy curl; do
+  command -v "$tool" >/dev/null || { echo "$tool is missing: apt-get install -y wrk haproxy curl" >&2; exit 2; }
+done
+
+target_dir=${CARGO_TARGET_DIR:-target}
+cargo build --release -q -p lameduck-cli --no-default-features --features run,demo-app
+bin=$target_dir/release/lameduck
+out=$(mktemp -d)
+base=$((20000 + RANDOM % 20000))
+app=$((base + 1)); ld_http=$((base + 2)); ld_tcp=$((base + 3)); hap_http=$((base + 4)); hap_tcp=$((base + 5))
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  sleep 0.2
+  # A second SIGTERM makes `lameduck run` stop at once instead of draining.
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$out"
+}
+trap cleanup EXIT
+
+"$bin" demo-app --listen "127.0.0.1:$app" 2>"$out/app.err" & pids+=($!)
+"$bin" run --admin off --log warn --proxy "127.0.0.1:$ld_http=127.0.0.1:$app" --protocol http \
+  -- sleep 1000000 2>"$out/ld-http.err" & pids+=($!)
+"$bin" run --admin off --log warn --proxy "127.0.0.1:$ld_tcp=127.0.0.1:$app" --protocol tcp \
+  -- sleep 1000000 2>"$out/ld-tcp.err" & pids+=($!)
+cat >"$out/haproxy.cfg" <<CFG
+global
+  maxconn 4000
+defaults
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend http_in
+  mode http
+  bind 127.0.0.1:$hap_http
+  default_backend http_app
+backend http_app
+  mode http
+  http-reuse always
+  server app 127.0.0.1:$app
+frontend tcp_in
+  mode tcp
+  bind 127.0.0.1:$hap_tcp
+  default_backend tcp_app
+backend tcp_app
+  mode tcp
+  server app 127.0.0.1:$app
+CFG
+haproxy -db -f "$out/haproxy.cfg" 2>"$out/haproxy.err" & pids+=($!)
+
+declare -A url=(
+  [direct]="http://127.0.0.1:$app/"
+  [lameduck-http]="http://127.0.0.1:$ld_http/"
+  [haproxy-http]="http://127.0.0.1:$hap_http/"
+  [lameduck-tcp]="http://127.0.0.1:$ld_tcp/"
+  [haproxy-tcp]="http://127.0.0.1:$hap_tcp/"
+)
+targets=(direct lameduck-http haproxy-http lameduck-tcp haproxy-tcp)
+for t in "${targets[@]}"; do
+  for _ in $(seq 1 100); do curl -sf "${url[$t]}" >/dev/null && continue 2; sleep 0.05; done
+  echo "$t did not come up; logs:" >&2; cat "$out"/*.err >&2; exit 1
+done
+
+for round in $(seq 1 "$rounds"); do
+  n=${#targets[@]}
+  for i in $(seq 0 $((n - 1))); do
+    t=${targets[$(((i + round - 1) % n))]}
+    wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency "${url[$t]}" >"$out/$t.$round"
+    rps=$(awk '/^Requests\/sec/ {print $2}' "$out/$t.$round")
+    p99=$(awk '$1 == "99%" { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
+      if (u == "us") v /= 1000; else if (u == "s") v *= 1000; printf "%.3f", v }' "$out/$t.$round")
+    errors=$(awk '/Non-2xx|Socket errors/ {print}' "$out/$t.$round" | tr '\n' ' ')
+    echo "round $round $t rps=$rps p99_ms=$p99 $errors" >&2
+    echo "$rps" >>"$out/$t.rps"
+    echo "$p99" >>"$out/$t.p99"
+  done
+done
+
+median() { sort -g "$1" | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+declare -A rps p99
+for t in "${targets[@]}"; do rps[$t]=$(median "$out/$t.rps"); p99[$t]=$(median "$out/$t.p99"); done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+echo "wrk -t$threads -c$connections -d${seconds}s, $rounds rounds, medians; $(nproc) CPUs: $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | xargs)"
+echo
+echo "| target | req/s | p99 (ms) | req/s vs direct |"
+echo "|---|---:|---:|---:|"
+for t in "${targets[@]}"; do
+  echo "| $t | ${rps[$t]} | ${p99[$t]} | $(ratio "${rps[$t]}" "${rps[direct]}") |"
+done
+echo
+echo "| mode | lameduck / HAProxy req/s | lameduck p99 / HAProxy p99 |"
+echo "|---|---:|---:|"
+for mode in http tcp; do
+  echo "| $mode | $(ratio "${rps[lameduck-$mode]}" "${rps[haproxy-$mode]}") | $(ratio "${p99[lameduck-$mode]}" "${p99[haproxy-$mode]}") |"
+done
