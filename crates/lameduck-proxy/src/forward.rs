@@ -187,10 +187,17 @@ impl Inner {
         match Uri::from_parts(parts) {
             Ok(uri) => *req.uri_mut() = uri,
             Err(error) => {
-                return reply(StatusCode::BAD_REQUEST, format!("bad request target: {error}"));
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    format!("bad request target: {error}"),
+                );
             }
         }
-        *req.version_mut() = if h2 { Version::HTTP_2 } else { Version::HTTP_11 };
+        *req.version_mut() = if h2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
 
         let client = if h2 { &self.h2c } else { &self.http1 };
         let mut response = match client.request(req).await {
