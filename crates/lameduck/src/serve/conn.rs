@@ -1,12 +1,14 @@
 //! One connection's driver: serves it and applies the phases to it.
 
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use hyper_util::rt::TokioIo;
 use lameduck_core::Phase;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until};
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::io::{ConnIo, ConnState};
@@ -24,8 +26,7 @@ pub(crate) async fn drive<S, B>(
     B: ResponseBody,
 {
     let lameduck = &shared.lameduck;
-    let shutdown = lameduck.shutdown();
-    let settings = shutdown.config().settings();
+    let settings = lameduck.shutdown().config().settings();
     let _ = stream.set_nodelay(true);
     // A second handle on the socket, so the forced close can shut it even after an upgrade
     // has moved the stream into a WebSocket handler's hands.
@@ -37,13 +38,8 @@ pub(crate) async fn drive<S, B>(
         }
     };
     let state = Arc::new(ConnState::new(Arc::clone(lameduck.stats())));
-    let gone = CancellationToken::new();
-    let io = ConnIo::new(
-        stream,
-        Arc::clone(&state),
-        tracked,
-        gone.clone().drop_guard(),
-    );
+    let _registration = shared.broadcast.register(Arc::clone(&state));
+    let io = ConnIo::new(stream, Arc::clone(&state), tracked);
     let service = Tracked {
         inner: service,
         body: std::marker::PhantomData,
@@ -55,18 +51,28 @@ pub(crate) async fn drive<S, B>(
         .serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
 
-    let mut phases = lameduck.lifecycle().subscribe();
-    let force = shutdown.force_close();
+    let force_close = || {
+        lameduck.stats().forced_close();
+        let _ = killer.shutdown(std::net::Shutdown::Both);
+    };
+    let mut seen_events = 0;
     let mut goaway_sent = false;
     let mut close_requested = false;
     let mut closing_since: Option<Instant> = None;
     loop {
-        let phase = phases.borrow_and_update().phase;
+        if shared.broadcast.forced() {
+            force_close();
+            return;
+        }
+        let phase = shared.broadcast.phase();
         let mut wake_at = None;
-        if phase >= Phase::Draining && !goaway_sent && state.protocol() == Protocol::Http2 {
-            // Two-step GOAWAY (h2): new streams go elsewhere, open ones complete.
-            conn.as_mut().graceful_shutdown();
-            goaway_sent = true;
+        if phase >= Phase::Draining {
+            state.watch_requests();
+            if !goaway_sent && state.protocol() == Protocol::Http2 {
+                // Two-step GOAWAY (h2): new streams go elsewhere, open ones complete.
+                conn.as_mut().graceful_shutdown();
+                goaway_sent = true;
+            }
         }
         if phase >= Phase::Closing && !close_requested {
             let now = Instant::now();
@@ -90,37 +96,47 @@ pub(crate) async fn drive<S, B>(
                 }
             }
         }
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(error) = result {
-                    tracing::debug!(%error, "connection ended with an error");
-                }
-                break;
+        let mut timer = wake_at.map(|at| Box::pin(sleep_until(at)));
+        let finished = poll_fn(|cx| {
+            if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+                return Poll::Ready(Some(result));
             }
-            () = force.cancelled() => {
-                lameduck.stats().forced_close();
-                let _ = killer.shutdown(std::net::Shutdown::Both);
-                return;
+            let events = state.register(cx.waker());
+            if events != seen_events {
+                seen_events = events;
+                return Poll::Ready(None);
             }
-            changed = phases.changed(), if phase < Phase::Stopped => {
-                if changed.is_err() {
-                    break;
-                }
+            if timer
+                .as_mut()
+                .is_some_and(|t| Pin::new(t).poll(cx).is_ready())
+            {
+                return Poll::Ready(None);
             }
-            () = state.changed(), if phase >= Phase::Draining => {}
-            () = sleep_until(wake_at.unwrap_or_else(Instant::now)), if wake_at.is_some() => {}
+            Poll::Pending
+        })
+        .await;
+        if let Some(result) = finished {
+            if let Err(error) = result {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            break;
         }
     }
 
     if state.protocol() == Protocol::Upgraded {
-        // hyper handed the socket to the upgrade's handler; it got the closing signal with its
-        // request. Shut the socket at the forced close if it is still open then.
-        tokio::select! {
-            () = force.cancelled() => {
-                lameduck.stats().forced_close();
-                let _ = killer.shutdown(std::net::Shutdown::Both);
+        // hyper handed the socket to the upgrade's handler, which got the closing signal with
+        // its request. Shut the socket at the forced close if it is still open then.
+        poll_fn(|cx| {
+            state.register(cx.waker());
+            if state.io_dropped() || shared.broadcast.forced() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
             }
-            () = gone.cancelled() => {}
+        })
+        .await;
+        if !state.io_dropped() {
+            force_close();
         }
     }
 }

@@ -3,16 +3,15 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use futures_util::task::AtomicWaker;
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 use tokio::time::Instant;
-use tokio_util::sync::DropGuard;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::{ConnStats, Protocol};
@@ -29,7 +28,12 @@ pub(crate) struct ConnState {
     /// Nanoseconds after `base` (+1; 0 = never) of the last response body end.
     last_response_end: AtomicU64,
     in_flight: AtomicUsize,
-    changed: Notify,
+    /// Bumped by [`ConnState::poke`]; the driver compares it with what it last saw.
+    events: AtomicU64,
+    waker: AtomicWaker,
+    /// Whether request starts and ends should wake the driver (only from Draining on).
+    watch_requests: AtomicBool,
+    io_dropped: AtomicBool,
 }
 
 impl ConnState {
@@ -42,7 +46,10 @@ impl ConnState {
             last_read: AtomicU64::new(0),
             last_response_end: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
-            changed: Notify::new(),
+            events: AtomicU64::new(0),
+            waker: AtomicWaker::new(),
+            watch_requests: AtomicBool::new(false),
+            io_dropped: AtomicBool::new(false),
         }
     }
 
@@ -59,7 +66,7 @@ impl ConnState {
         {
             self.stats.closed(from);
             self.stats.opened(to);
-            self.changed.notify_one();
+            self.poke_if_watching();
         }
     }
 
@@ -77,14 +84,14 @@ impl ConnState {
 
     pub(crate) fn request_started(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.changed.notify_one();
+        self.poke_if_watching();
     }
 
     pub(crate) fn request_ended(&self) {
         self.last_response_end
             .store(self.stamp(), Ordering::Relaxed);
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.changed.notify_one();
+        self.poke_if_watching();
     }
 
     /// Since when the connection has been idle: no request in flight and nothing read since the
@@ -102,9 +109,33 @@ impl ConnState {
         self.at(ended.max(read))
     }
 
-    /// Completes after the next request start or end, or protocol change.
-    pub(crate) async fn changed(&self) {
-        self.changed.notified().await
+    /// Wakes the driver: something it decides on may have changed.
+    pub(crate) fn poke(&self) {
+        self.events.fetch_add(1, Ordering::Release);
+        self.waker.wake();
+    }
+
+    fn poke_if_watching(&self) {
+        if self.watch_requests.load(Ordering::Relaxed) {
+            self.poke();
+        }
+    }
+
+    /// From now on, request starts and ends wake the driver.
+    pub(crate) fn watch_requests(&self) {
+        self.watch_requests.store(true, Ordering::Relaxed);
+    }
+
+    /// Registers the driver's waker and returns the event count; a driver that saw a count
+    /// and registers again gets woken by any later [`ConnState::poke`].
+    pub(crate) fn register(&self, waker: &std::task::Waker) -> u64 {
+        self.waker.register(waker);
+        self.events.load(Ordering::Acquire)
+    }
+
+    /// Whether the socket is gone (also after an upgrade handed it to a handler).
+    pub(crate) fn io_dropped(&self) -> bool {
+        self.io_dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -124,22 +155,29 @@ pin_project! {
         stream: TcpStream,
         state: Arc<ConnState>,
         _tracked: TaskTrackerToken,
-        _gone: DropGuard,
+        _dropped: IoDropped,
+    }
+}
+
+/// Tells the driver the socket is gone, when the wrapper is dropped.
+#[derive(Debug)]
+struct IoDropped(Arc<ConnState>);
+
+impl Drop for IoDropped {
+    fn drop(&mut self) {
+        self.0.io_dropped.store(true, Ordering::Relaxed);
+        self.0.poke();
     }
 }
 
 impl ConnIo {
-    pub(crate) fn new(
-        stream: TcpStream,
-        state: Arc<ConnState>,
-        tracked: TaskTrackerToken,
-        gone: DropGuard,
-    ) -> Self {
+    pub(crate) fn new(stream: TcpStream, state: Arc<ConnState>, tracked: TaskTrackerToken) -> Self {
+        let dropped = IoDropped(Arc::clone(&state));
         Self {
             stream,
             state,
             _tracked: tracked,
-            _gone: gone,
+            _dropped: dropped,
         }
     }
 }

@@ -11,6 +11,7 @@
 //! - **Forced close** (budget deadline): every connection left, upgraded ones included, is shut.
 
 mod body;
+mod broadcast;
 mod conn;
 mod io;
 mod service;
@@ -141,6 +142,7 @@ pub(crate) struct Shared {
     pub(crate) lameduck: Lameduck,
     pub(crate) builder: auto::Builder<TokioExecutor>,
     pub(crate) closing: ClosingSignal,
+    pub(crate) broadcast: Arc<broadcast::Broadcast>,
 }
 
 impl<S, B> IntoFuture for Serve<S, B>
@@ -173,7 +175,9 @@ impl<S, B> Serve<S, B> {
             closing: ClosingSignal(lameduck.closing_token()),
             builder: auto::Builder::new(TokioExecutor::new()),
             lameduck: lameduck.clone(),
+            broadcast: Arc::default(),
         });
+        tokio::spawn(Arc::clone(&shared.broadcast).run(lameduck.clone()));
         if auto_ready {
             lameduck.mark_ready();
         }

@@ -50,14 +50,14 @@ where
         };
         self.conn.set_protocol(Protocol::Pending, protocol);
         req.extensions_mut().insert(self.shared.closing.clone());
-        let lifecycle = lameduck.lifecycle().clone();
+        let shared = Arc::clone(&self.shared);
         let conn = Arc::clone(&self.conn);
         let response = self.inner.clone().oneshot(req);
         Box::pin(async move {
             let mut response = response.await?;
             if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                 conn.set_protocol(Protocol::Http1, Protocol::Upgraded);
-            } else if http1 && lifecycle.phase() >= Phase::Draining {
+            } else if http1 && shared.broadcast.phase() >= Phase::Draining {
                 response
                     .headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));
