@@ -15,11 +15,20 @@ cargo build --release -q -p lameduck --example hello
 bin=target/release/examples/hello
 out=$(mktemp -d)
 pids=()
-cleanup() { for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null; kill -INT "$pid" 2>/dev/null || true; done; rm -rf "$out"; }
+# The servers are ours, by PID; SIGKILL because a drain would only slow the benchmark's exit.
+cleanup() {
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$out"
+}
 trap cleanup EXIT
 
 start() { # mode port
-  LISTEN=127.0.0.1:$2 MODE=$1 LAMEDUCK_ADMIN_ADDR=off "$bin" 2>"$out/$1.err" &
+  if curl -s -o /dev/null "http://127.0.0.1:$2/"; then
+    echo "port $2 is already in use: stop what listens there first" >&2
+    exit 1
+  fi
+  LISTEN=127.0.0.1:$2 MODE=$1 LAMEDUCK_ADMIN_ADDR=off "$bin" >/dev/null 2>"$out/$1.err" &
   pids+=($!)
   for _ in $(seq 1 100); do
     curl -sf "http://127.0.0.1:$2/" >/dev/null && return 0
