@@ -9,15 +9,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds=${1:-2}
-cargo build --release -q -p lameduck-cli
-bin=$PWD/target/release/lameduck
+# LAMEDUCK_BIN: an already built `lameduck` binary to measure instead of building one.
+bin=${LAMEDUCK_BIN:-}
+if [ -z "$bin" ]; then
+  cargo build --release -q -p lameduck-cli
+  bin=$PWD/target/release/lameduck
+fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
 # min_wait quiet_window
 settings=("0s 250ms" "0s 1s" "1s 1s" "3s 1s" "3s 3s")
-echo "| min_wait | quiet_window | rate (req/s) | failed / started | mean deletion→exit (s) |"
-echo "|---|---|---|---|---|"
+echo "| min_wait | quiet_window | rate (req/s) | failed / started | failure classes | mean deletion→exit (s) |"
+echo "|---|---|---|---|---|---|"
 for rate in 10 200; do
   for pair in "${settings[@]}"; do
     read -r min quiet <<<"$pair"
@@ -34,13 +38,17 @@ import glob, json, sys
 out, rate, mn, quiet = sys.argv[1:]
 failed = started = 0
 exits = []
+classes = {}
 for path in glob.glob(f"{out}/{rate}-{mn}-{quiet}-*.json"):
     for report in json.load(open(path)):
         failed += report["load"]["failed"]
         started += report["load"]["started"]
+        for name, count in report["failures_by_class"].items():
+            classes[name] = classes.get(name, 0) + count
         exits += [p["exited"] - p["deleted"] for p in report["pods"] if p.get("deleted") is not None and p.get("exited") is not None]
 mean = sum(exits) / len(exits) if exits else float("nan")
-print(f"| {mn} | {quiet} | {rate} | {failed} / {started} | {mean:.2f} |")
+kinds = ", ".join(f"{k} {v}" for k, v in sorted(classes.items())) or "-"
+print(f"| {mn} | {quiet} | {rate} | {failed} / {started} | {kinds} | {mean:.2f} |")
 PY
   done
 done

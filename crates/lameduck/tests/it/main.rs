@@ -8,6 +8,7 @@ mod config;
 mod connections;
 mod probes;
 mod streams;
+mod tasks;
 
 use std::net::SocketAddr;
 use std::time::Duration;
