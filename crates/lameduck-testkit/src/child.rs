@@ -11,14 +11,21 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 /// The path of a cargo example of the package under test (`cargo test` builds examples into
-/// `target/<profile>/examples/`, next to the test binary's `deps/` directory).
+/// `target/<profile>/examples/`, next to the test binary's `deps/` directory). A filtered run
+/// such as `cargo test --test it` does not rebuild them.
 pub fn example_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("target/<profile> directory");
-    profile_dir.join("examples").join(name)
+    let path = profile_dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "example {name:?} is not built: run the whole package's tests (`cargo test -p lameduck`, which \
+         builds examples) or `cargo build --examples` first"
+    );
+    path
 }
 
 /// A running child with its stdout as awaited lines and its stderr collected.

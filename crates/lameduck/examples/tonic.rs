@@ -29,9 +29,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let lameduck = Lameduck::from_env()?;
     let listen = std::env::var("LISTEN").unwrap_or_else(|_| "127.0.0.1:50051".into());
     let listener = tokio::net::TcpListener::bind(&listen).await?;
-    lameduck.bind_admin().await?;
+    let admin = lameduck.bind_admin().await?;
     lameduck.handle_signals()?;
     println!("listening on {}", listener.local_addr()?);
+    if let Some(admin) = admin {
+        println!("admin on {admin}");
+    }
     // Add your own services with `.add_service(..)`; health is enough to show the drain.
     let routes = tonic::service::Routes::new(lameduck::grpc::health_service(&lameduck, &[]));
     let report = lameduck.serve(listener, routes).await?;

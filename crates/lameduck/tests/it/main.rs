@@ -6,6 +6,8 @@
 mod budget;
 mod config;
 mod connections;
+#[cfg(feature = "tonic")]
+mod grpc;
 mod probes;
 mod streams;
 mod tasks;
