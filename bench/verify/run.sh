@@ -64,7 +64,8 @@ for p in $b1 $b2; do
   pids+=($!)
 done
 "$router_bin" "127.0.0.1:$b1,127.0.0.1:$b2" >"$out/l7.addr" 2>"$out/l7.err" &
-pids+=($!)
+l7_pid=$!
+pids+=($l7_pid)
 cat >"$out/haproxy.cfg" <<CFG
 global
     maxconn 4000
@@ -84,26 +85,45 @@ backend be
     server b 127.0.0.1:$b2
 CFG
 "$haproxy_bin" -db -f "$out/haproxy.cfg" >"$out/haproxy.log" 2>&1 &
-pids+=($!)
+hp_pid=$!
+pids+=($hp_pid)
 for _ in $(seq 1 100); do
   [ -s "$out/l7.addr" ] && curl -sf "http://$(cat "$out/l7.addr")/" >/dev/null && curl -sf "http://127.0.0.1:$hp/" >/dev/null && break
   sleep 0.1
 done
 l7=$(cat "$out/l7.addr")
-wrk_rps() { wrk -t2 -c"$connections" -d"${seconds}s" "http://$1/" | awk '/Requests\/sec/{print $2}'; }
+# CPU ticks (user + system) of a process, to report requests per CPU-second of each router:
+# on a shared 2-core machine the throughput depends on what else runs, the efficiency less so.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+bench() { # name addr pid
+  local t0 t1 rps
+  t0=$(ticks "$3")
+  rps=$(wrk -t2 -c"$connections" -d"${seconds}s" "http://$2/" | awk '/Requests\/sec/{print $2}')
+  t1=$(ticks "$3")
+  echo "$1 $rps $(( t1 - t0 ))" >>"$out/rps"
+}
 : >"$out/rps"
 for i in $(seq 1 "$rounds"); do
-  echo "l7 $(wrk_rps "$l7")" >>"$out/rps"
-  echo "haproxy $(wrk_rps "127.0.0.1:$hp")" >>"$out/rps"
+  bench l7 "$l7" "$l7_pid"
+  bench haproxy "127.0.0.1:$hp" "$hp_pid"
 done
-python3 - "$out/rps" <<'PY'
+echo "load average during the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 - "$out/rps" "$seconds" "$hz" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
-l7 = [float(v) for k, v in rows if k == "l7"]
-hp = [float(v) for k, v in rows if k == "haproxy"]
-print("| router | req/s per round | median req/s |")
-print("|---|---|---|")
-print(f"| embedded L7 | {', '.join(f'{v:.0f}' for v in l7)} | {statistics.median(l7):.0f} |")
-print(f"| HAProxy | {', '.join(f'{v:.0f}' for v in hp)} | {statistics.median(hp):.0f} |")
-print(f"\nratio embedded L7 / HAProxy (medians): {statistics.median(l7) / statistics.median(hp):.2f}")
+seconds, hz = float(sys.argv[2]), float(sys.argv[3])
+def get(name):
+    rps = [float(r) for k, r, t in rows if k == name]
+    eff = [float(r) * seconds / (float(t) / hz) for k, r, t in rows if k == name and float(t) > 0]
+    return rps, eff
+print("| router | req/s per round | median req/s | median requests per router CPU-second |")
+print("|---|---|---|---|")
+res = {}
+for name, label in (("l7", "embedded L7"), ("haproxy", "HAProxy")):
+    rps, eff = get(name)
+    res[name] = (statistics.median(rps), statistics.median(eff))
+    print(f"| {label} | {', '.join(f'{v:.0f}' for v in rps)} | {res[name][0]:.0f} | {res[name][1]:.0f} |")
+print(f"\nratio embedded L7 / HAProxy (medians): throughput {res['l7'][0] / res['haproxy'][0]:.2f}, "
+      f"per CPU-second {res['l7'][1] / res['haproxy'][1]:.2f}")
 PY

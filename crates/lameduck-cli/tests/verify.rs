@@ -282,3 +282,98 @@ fn a_command_that_does_not_listen_times_out_with_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn kubelet_timeline_runs_prestop_exec_and_http_then_kills_at_the_grace() {
+    let dir = temp_dir("kubelet");
+    let app = lameduck_bin();
+    // preStop httpGet waits for a 1 s response; the app ignores SIGTERM, so SIGKILL ends it at
+    // t0 + 3 s.
+    let yaml = format!(
+        "command: ['{app}', demo-app, --listen, '127.0.0.1:{{port}}', --on-sigterm, ignore]\nreplicas: 2\n\
+         strategy: {{maxSurge: 1, maxUnavailable: 0}}\nreadinessProbe: {{path: /healthz, periodSeconds: 100ms}}\n\
+         terminationGracePeriodSeconds: 3\npreStop:\n  httpGet: {{path: '/slow?ms=1000'}}\n\
+         routers: [{{kind: l7}}]\npropagation: {{fixed: 0.2s}}\nload: {{rate: 50}}\nmaxFailures: 1000\n"
+    );
+    let r = verify_file(&dir, "http.yaml", &yaml, &[]);
+    let rep = &r.reports[0];
+    let events = rep["events"].as_array().unwrap();
+    let deleted: Vec<u64> = events
+        .iter()
+        .filter(|e| e["kind"] == "pod_deleted")
+        .map(|e| e["pod"].as_u64().unwrap())
+        .collect();
+    assert_eq!(deleted.len(), 2);
+    for pod in &deleted {
+        let kinds: Vec<&str> = events
+            .iter()
+            .filter(|e| e["pod"].as_u64() == Some(*pod))
+            .map(|e| e["kind"].as_str().unwrap())
+            .collect();
+        let order = [
+            "pod_deleted",
+            "pre_stop_started",
+            "pre_stop_finished",
+            "stop_signal",
+            "killed",
+            "exited",
+        ];
+        let positions: Vec<usize> = order
+            .iter()
+            .map(|k| kinds.iter().position(|x| x == k).unwrap())
+            .collect();
+        assert!(
+            positions.windows(2).all(|w| w[0] < w[1]),
+            "pod {pod}: {kinds:?}"
+        );
+        let finished = events
+            .iter()
+            .find(|e| e["pod"].as_u64() == Some(*pod) && e["kind"] == "pre_stop_finished")
+            .unwrap();
+        assert_eq!(finished["ok"], true);
+        let exited = events
+            .iter()
+            .find(|e| e["pod"].as_u64() == Some(*pod) && e["kind"] == "exited")
+            .unwrap();
+        assert_eq!(exited["signal"], 9, "killed by SIGKILL");
+    }
+
+    // preStop exec runs a command with placeholders; a failing one is reported as not ok.
+    let yaml = scenario(
+        &naive(),
+        "routers: [{kind: l7}]\n",
+        "fixed: 0.2s",
+        "preStop:\n  exec: [sh, -c, 'test -n \"{port}\" && exit 7']\nmaxFailures: 100000\n",
+        1,
+    );
+    let r = verify_file(&dir, "exec.yaml", &yaml, &[]);
+    let events = r.reports[0]["events"].as_array().unwrap().clone();
+    let finished: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "pre_stop_finished")
+        .collect();
+    assert_eq!(finished.len(), 3);
+    assert!(finished.iter().all(|e| e["ok"] == false));
+}
+
+#[test]
+fn l7_retries_are_reported_separately() {
+    let dir = temp_dir("retry");
+    let yaml = scenario(
+        &naive(),
+        "routers:\n  - kind: l7\n    retry: true\n",
+        "uniform: {min: 0.5s, max: 3s}",
+        "",
+        1,
+    );
+    let r = verify_file(&dir, "retry.yaml", &yaml, &[]);
+    let rep = &r.reports[0];
+    // The router retried requests that hit an exited pod on another one: they succeeded, and
+    // the report says how many needed it.
+    assert!(
+        rep["load"]["ok_after_retry"].as_u64().unwrap() > 0,
+        "{}",
+        summary(rep)
+    );
+    assert!(rep["exposure"].as_f64().unwrap() > 0.5, "{}", summary(rep));
+}

@@ -14,15 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::pool::Pool;
 use super::{ERROR_HEADER, Endpoint, POD_HEADER, RETRIED_HEADER, RouterError, Table};
 use crate::events::RouterId;
 
@@ -34,7 +33,7 @@ pub(crate) struct L7Router {
     addr: SocketAddr,
     table: Table,
     retry: bool,
-    client: Client<HttpConnector, Full<Bytes>>,
+    pool: Arc<Pool>,
     cancel: CancellationToken,
 }
 
@@ -46,19 +45,13 @@ impl L7Router {
         let addr = listener
             .local_addr()
             .map_err(|e| RouterError::io("l7 bind", e))?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(1)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(64)
-            .build(connector);
+
         let router = Arc::new(Self {
             id,
             addr,
             table: Table::default(),
             retry,
-            client,
+            pool: Arc::default(),
             cancel: CancellationToken::new(),
         });
         tokio::spawn(Arc::clone(&router).serve(listener));
@@ -114,11 +107,14 @@ impl L7Router {
             return Ok(self.upgrade(ep, req).await);
         }
         let (parts, body) = req.into_parts();
-        let Ok(body) = body
-            .collect()
-            .await
-            .map(http_body_util::Collected::to_bytes)
-        else {
+        let collected = if http_body::Body::is_end_stream(&body) {
+            Ok(Bytes::new())
+        } else {
+            body.collect()
+                .await
+                .map(http_body_util::Collected::to_bytes)
+        };
+        let Ok(body) = collected else {
             return Ok(error_response(
                 StatusCode::BAD_REQUEST,
                 Some(ep),
@@ -129,45 +125,28 @@ impl L7Router {
             parts.method,
             Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
         );
-        match self.forward(ep, &parts, body.clone()).await {
+        // The retry needs a copy of the request; without retries the parts are moved as they are.
+        let copy = (self.retry && idempotent).then(|| upstream_request(&parts, body.clone()));
+        let req = Request::from_parts(strip(parts), Full::new(body));
+        match self.pool.send(ep.addr, req).await {
             Ok(resp) => Ok(tag(resp, ep, false)),
-            Err(kind) => {
-                if self.retry
-                    && idempotent
+            Err(e) => {
+                if let Some(req) = copy
                     && let Some(ep2) = self.table.pick_other(ep.pod)
                 {
-                    return Ok(match self.forward(ep2, &parts, body).await {
+                    return Ok(match self.pool.send(ep2.addr, req).await {
                         Ok(resp) => tag(resp, ep2, true),
-                        Err(kind) => error_response(StatusCode::BAD_GATEWAY, Some(ep2), kind),
+                        Err(e) => error_response(StatusCode::BAD_GATEWAY, Some(ep2), e.name()),
                     });
                 }
-                tracing::debug!(router = self.id, pod = ep.pod, "upstream failure: {kind}");
-                Ok(error_response(StatusCode::BAD_GATEWAY, Some(ep), kind))
+                tracing::debug!(
+                    router = self.id,
+                    pod = ep.pod,
+                    "upstream failure: {}",
+                    e.name()
+                );
+                Ok(error_response(StatusCode::BAD_GATEWAY, Some(ep), e.name()))
             }
-        }
-    }
-
-    async fn forward(
-        &self,
-        ep: Endpoint,
-        parts: &http::request::Parts,
-        body: Bytes,
-    ) -> Result<Response<Incoming>, &'static str> {
-        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let uri: Uri = format!("http://{}{}", ep.addr, pq)
-            .parse()
-            .map_err(|_| "bad-uri")?;
-        let mut req = Request::builder().method(parts.method.clone()).uri(uri);
-        for (k, v) in &parts.headers {
-            if !is_hop_header(k) {
-                req = req.header(k, v);
-            }
-        }
-        let req = req.body(Full::new(body)).map_err(|_| "bad-request")?;
-        match self.client.request(req).await {
-            Ok(r) => Ok(r),
-            Err(e) if e.is_connect() => Err("connect"),
-            Err(_) => Err("upstream-reset"),
         }
     }
 
@@ -223,6 +202,45 @@ impl L7Router {
     }
 }
 
+/// The request parts as sent upstream: origin-form URI, no hop-by-hop headers.
+fn strip(mut parts: http::request::Parts) -> http::request::Parts {
+    // HTTP/2 clients name the host in :authority; HTTP/1.1 upstreams want a Host header.
+    if !parts.headers.contains_key(http::header::HOST)
+        && let Some(a) = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        parts.headers.insert(http::header::HOST, a);
+    }
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| http::uri::PathAndQuery::from_static("/"), Clone::clone);
+    parts.uri = http::Uri::from(pq);
+    let hop: Vec<http::HeaderName> = parts
+        .headers
+        .keys()
+        .filter(|k| is_hop_header(k))
+        .cloned()
+        .collect();
+    for k in hop {
+        parts.headers.remove(k);
+    }
+    parts.version = http::Version::HTTP_11;
+    parts
+}
+
+/// A copy of the request for a retry.
+fn upstream_request(parts: &http::request::Parts, body: Bytes) -> Request<Full<Bytes>> {
+    let mut req = Request::new(Full::new(body));
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = parts.uri.clone();
+    *req.headers_mut() = parts.headers.clone();
+    let (p, b) = req.into_parts();
+    Request::from_parts(strip(p), b)
+}
+
 fn is_hop_header(name: &http::HeaderName) -> bool {
     matches!(
         name.as_str(),
@@ -242,7 +260,10 @@ fn empty() -> Body {
         .boxed()
 }
 
-fn tag(resp: Response<Incoming>, ep: Endpoint, retried: bool) -> Response<Body> {
+fn tag<B>(resp: Response<B>, ep: Endpoint, retried: bool) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes, Error = hyper::Error> + Send + Sync + 'static,
+{
     let (mut parts, body) = resp.into_parts();
     parts.headers.remove(http::header::CONNECTION);
     parts.headers.remove("keep-alive");

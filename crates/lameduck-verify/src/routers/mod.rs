@@ -9,6 +9,7 @@ pub(crate) mod haproxy;
 pub(crate) mod l4;
 pub(crate) mod l7;
 pub(crate) mod nginx;
+pub(crate) mod pool;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
