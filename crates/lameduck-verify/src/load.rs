@@ -300,7 +300,7 @@ struct Attempt {
 
 /// Connects to the router from a port bound first, so that even a connection reset during the
 /// handshake (an L4 router whose connect to the pod failed) can be looked up by its address.
-async fn connect(ctx: &Ctx, target: &Target) -> Result<Conn, Attempt> {
+async fn connect_tcp(target: &Target) -> Result<(TcpStream, SocketAddr), Attempt> {
     let fail = |outcome| Attempt {
         outcome,
         pod: None,
@@ -310,21 +310,28 @@ async fn connect(ctx: &Ctx, target: &Target) -> Result<Conn, Attempt> {
     sock.bind(([127, 0, 0, 1], 0).into())
         .map_err(|_| fail(Outcome::Reset))?;
     let local = sock.local_addr().map_err(|_| fail(Outcome::Reset))?;
-    let stream = match tokio::time::timeout(Duration::from_secs(2), sock.connect(target.addr)).await
-    {
-        Ok(Ok(s)) => s,
+    match tokio::time::timeout(Duration::from_secs(2), sock.connect(target.addr)).await {
+        Ok(Ok(s)) => Ok((s, local)),
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            return Err(fail(Outcome::Refused));
+            Err(fail(Outcome::Refused))
         }
-        Ok(Err(_)) => return Err(unsent_failure(target, local)),
-        Err(_) => {
-            return Err(Attempt {
-                outcome: Outcome::Timeout,
-                pod: l4_info(target, Some(local)).0,
-                retried: false,
-            });
-        }
+        Ok(Err(_)) => Err(unsent_failure(target, local)),
+        Err(_) => Err(Attempt {
+            outcome: Outcome::Timeout,
+            pod: l4_info(target, Some(local)).0,
+            retried: false,
+        }),
+    }
+}
+
+/// A new HTTP connection (HTTP/1.1 or h2c) to the router.
+async fn connect(ctx: &Ctx, target: &Target) -> Result<Conn, Attempt> {
+    let fail = |outcome| Attempt {
+        outcome,
+        pod: None,
+        retried: false,
     };
+    let (stream, local) = connect_tcp(target).await?;
     let _ = stream.set_nodelay(true);
     let io = TokioIo::new(stream);
     let sender = match ctx.protocol {
@@ -598,11 +605,7 @@ async fn websocket_session(ctx: Ctx, target: Target, path: String, stop: Cancell
         let started = Instant::now();
         let outcome: Result<Option<PodId>, (Outcome, Option<PodId>)> = async {
             if ws.is_none() {
-                let stream = match TcpStream::connect(target.addr).await {
-                    Ok(s) => s,
-                    Err(_) => return Err((Outcome::Refused, None)),
-                };
-                let local = stream.local_addr().map_err(|_| (Outcome::Reset, None))?;
+                let (stream, local) = connect_tcp(&target).await.map_err(|a| (a.outcome, a.pod))?;
                 match tokio::time::timeout(
                     ctx.timeout,
                     tokio_tungstenite::client_async(url.as_str(), stream),
