@@ -472,6 +472,59 @@ fn h2c_and_websocket_pass_through_and_h2_gets_goaway_while_draining() {
 }
 
 #[test]
+fn upstream_connections_the_app_closes_are_replaced_without_failing_a_request() {
+    use std::io::{Read, Write};
+
+    let dir = TempDir::new("upstream-close");
+    let (listen, app) = (free_addr(), TcpListener::bind("127.0.0.1:0").unwrap());
+    let upstream = app.local_addr().unwrap();
+    // An app that answers one keep-alive request per connection and then closes it, as apps do
+    // when their idle timeout fires: every pooled connection goes stale after one use.
+    let served = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&served);
+    std::thread::spawn(move || {
+        for stream in app.incoming().take(200) {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut request = Vec::new();
+            let mut buf = [0_u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            if request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                let body = format!("n{n}");
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes());
+            }
+        }
+    });
+    let proxy = proxy_arg(listen, upstream);
+    let mut wrapper = Wrapper::start(&dir, &["--proxy", &proxy, "--", "sleep", "30"]);
+    wrapper.wait_ready();
+    let mut conn = Conn::open(listen).unwrap();
+    for i in 0..20 {
+        let response = conn.get("/").unwrap();
+        assert_eq!(response.status, 200, "request {i}: {}", response.body);
+        assert!(response.body.starts_with('n'), "{}", response.body);
+    }
+    assert_eq!(
+        served.load(Ordering::SeqCst),
+        20,
+        "each request reached the app once"
+    );
+    wrapper.signal(Signal::SIGTERM);
+    wrapper.signal(Signal::SIGTERM);
+    wrapper.wait_exit(Duration::from_secs(5));
+}
+
+#[test]
 fn tcp_mode_passes_an_arbitrary_byte_stream() {
     use std::io::{Read, Write};
 

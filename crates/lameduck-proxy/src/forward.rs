@@ -13,23 +13,70 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery};
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
-use http_body_util::{Either, Full};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::upstream::{self, PooledBody, UpstreamError};
 use crate::{headers, tunnel};
 
 /// How long connecting to the app may take before the request gets a 502.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pooled upstream connections idle longer than this are closed by the proxy, before the app's
 /// own keep-alive timeout closes them under a request (Node's is 5 s, gunicorn's 2 s).
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
+const POOL_IDLE_TIMEOUT: Duration = upstream::IDLE_TIMEOUT;
 
 /// The body of a forwarded response: the app's, or a 502 written by the proxy.
-pub type ForwardBody = Either<Incoming, Full<Bytes>>;
+#[derive(Debug)]
+pub struct ForwardBody(BodyKind);
+
+#[derive(Debug)]
+enum BodyKind {
+    /// From a connection of the lean HTTP/1 pool; reading it drives that connection.
+    Pooled(PooledBody),
+    /// From hyper-util's client (h2c, upgrades).
+    Client(Incoming),
+    /// Written by the proxy.
+    Local(Full<Bytes>),
+}
+
+impl Body for ForwardBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut self.get_mut().0 {
+            BodyKind::Pooled(body) => Pin::new(body).poll_frame(cx),
+            BodyKind::Client(body) => Pin::new(body).poll_frame(cx),
+            BodyKind::Local(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|result| result.map_err(|never| match never {}))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            BodyKind::Pooled(body) => body.is_end_stream(),
+            BodyKind::Client(body) => body.is_end_stream(),
+            BodyKind::Local(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            BodyKind::Pooled(body) => body.size_hint(),
+            BodyKind::Client(body) => body.size_hint(),
+            BodyKind::Local(body) => body.size_hint(),
+        }
+    }
+}
 
 /// Which protocol the proxy speaks to the app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -77,7 +124,12 @@ pub struct Forward {
 struct Inner {
     upstream: SocketAddr,
     upstream_authority: Authority,
+    /// `Host` for HTTP/1 requests that name none (HTTP/1.0 clients).
+    upstream_host: HeaderValue,
     protocol: UpstreamProtocol,
+    /// Plain HTTP/1 requests: connections driven by the requests' own tasks.
+    pool: Arc<upstream::Pool>,
+    /// Upgrade handshakes over HTTP/1 (the upgraded connection needs a task of its own).
     http1: Client<Connector, Incoming>,
     h2c: Client<Connector, Incoming>,
     force_close: CancellationToken,
@@ -112,11 +164,15 @@ impl Forward {
             .build(connector);
         let upstream_authority = Authority::from_str(&upstream.to_string())
             .unwrap_or_else(|_| Authority::from_static("127.0.0.1"));
+        let upstream_host = HeaderValue::from_str(upstream_authority.as_str())
+            .unwrap_or_else(|_| HeaderValue::from_static("127.0.0.1"));
         Self {
             inner: Arc::new(Inner {
                 upstream,
                 upstream_authority,
+                upstream_host,
                 protocol,
+                pool: Arc::new(upstream::Pool::new(upstream, CONNECT_TIMEOUT)),
                 http1,
                 h2c,
                 force_close,
@@ -149,6 +205,9 @@ impl Inner {
             UpstreamProtocol::Http1 => false,
             UpstreamProtocol::H2c => true,
         };
+        if !h2 && !upgrade {
+            return self.forward_http1(req).await;
+        }
         headers::strip(req.headers_mut(), upgrade);
 
         let path = req
@@ -230,12 +289,63 @@ impl Inner {
             }
         }
         headers::strip(response.headers_mut(), switched);
-        response.map(Either::Left)
+        response.map(|body| ForwardBody(BodyKind::Client(body)))
+    }
+
+    /// A plain HTTP/1 exchange over the lean pool: no task but the client connection's own.
+    async fn forward_http1(&self, mut req: Request<Incoming>) -> Response<ForwardBody> {
+        headers::strip(req.headers_mut(), false);
+        if !req.headers().contains_key(header::HOST) {
+            // An h2 client's authority, or (HTTP/1.0 without Host) the upstream's.
+            let host = req
+                .uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+                .unwrap_or_else(|| self.upstream_host.clone());
+            req.headers_mut().insert(header::HOST, host);
+        }
+        if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+            // Absolute-form (an h2 client's, or a proxy-style request): the app gets origin-form.
+            let path = req
+                .uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/"));
+            *req.uri_mut() = Uri::from(path);
+        }
+        *req.version_mut() = Version::HTTP_11;
+        match self.pool.send(req).await {
+            Ok(mut response) => {
+                if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    return reply(
+                        StatusCode::BAD_GATEWAY,
+                        "lameduck: upstream switched protocols without being asked".to_owned(),
+                    );
+                }
+                headers::strip(response.headers_mut(), false);
+                response.map(|body| ForwardBody(BodyKind::Pooled(body)))
+            }
+            Err(error) => self.bad_gateway(&error),
+        }
+    }
+
+    fn bad_gateway(&self, error: &UpstreamError) -> Response<ForwardBody> {
+        tracing::debug!(upstream = %self.upstream, error = %error_chain(error), "upstream request failed");
+        reply(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "lameduck: upstream {} failed: {}",
+                self.upstream,
+                error_chain(error)
+            ),
+        )
     }
 }
 
 fn reply(status: StatusCode, text: String) -> Response<ForwardBody> {
-    let mut response = Response::new(Either::Right(Full::new(Bytes::from(text + "\n"))));
+    let mut response = Response::new(ForwardBody(BodyKind::Local(Full::new(Bytes::from(
+        text + "\n",
+    )))));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -7,8 +7,9 @@
 //! before the app is told to stop.
 //!
 //! The proxy is a stack of small parts:
-//! - [`Forward`] (HTTP mode): a tower service over pooled upstream clients (HTTP/1.1 keep-alive
-//!   and h2c) that strips hop-by-hop headers and passes upgrades (WebSocket) through. It is
+//! - [`Forward`] (HTTP mode): a tower service over pooled upstream connections (HTTP/1.1
+//!   keep-alive driven by the client connection's own task, h2c) that strips hop-by-hop headers
+//!   and passes upgrades (WebSocket) through. It is
 //!   served by `lameduck::Lameduck::serve`, which supplies the phase behaviour (`Connection:
 //!   close`, two-step GOAWAY, idle close, forced close) — the same code the library uses.
 //! - [`serve_tcp`] (TCP mode): an accept loop that splices bytes, reports connections to the
@@ -19,6 +20,7 @@ mod headers;
 mod spec;
 mod tcp;
 mod tunnel;
+mod upstream;
 
 pub use forward::{Forward, ForwardBody, UpstreamProtocol};
 pub use spec::{Protocol, ProxySpec, SpecError};

@@ -1,0 +1,270 @@
+//! HTTP/1 upstream connections driven by the task of the request that uses them.
+//!
+//! hyper-util's pooled client runs every upstream connection in a task of its own, so each
+//! request crosses tasks (and, on a multi-threaded runtime, threads) several times: request to
+//! the connection task, response head back, body chunks back. Profiles of the proxy showed that
+//! hand-over (wakes, channels, pool bookkeeping) as most of its user-space time.
+//!
+//! Here a request takes an idle connection off a stack (or dials one) and its own future — then
+//! its response body — polls that connection, so the downstream connection's task does all the
+//! work and no other task is woken. The connection goes back on the stack once the response body
+//! has been read to its end; a body dropped before its end closes the connection (its state is
+//! unknown).
+//!
+//! # Caveats
+//! - An idle connection is not polled while it sits on the stack: a close by the app is noticed
+//!   when the connection is next taken (it is then dropped and the next one is tried). A
+//!   request the app never saw because its connection had just closed is retried on another
+//!   connection, as hyper reports it unsent.
+//! - Connections idle longer than [`IDLE_TIMEOUT`] are not reused (apps close idle keep-alive
+//!   connections after a few seconds; reusing one just then would race that close).
+
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{Connection, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// Idle connections older than this are closed instead of reused.
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(1);
+/// At most this many idle connections are kept; more are closed when they go idle.
+const MAX_IDLE: usize = 1024;
+/// How many connections one request tries before it fails (stale pooled ones are skipped).
+const MAX_ATTEMPTS: usize = 4;
+
+/// Idle HTTP/1 connections to one upstream address, most recently used on top.
+pub(crate) struct Pool {
+    addr: SocketAddr,
+    connect_timeout: Duration,
+    idle: Mutex<VecDeque<Idle>>,
+}
+
+struct Idle {
+    upstream: Box<Upstream>,
+    since: Instant,
+}
+
+/// One HTTP/1 connection to the app: the handle that sends requests and the future that does
+/// the connection's I/O, polled by whoever holds it. Boxed once per connection: the
+/// connection's state is large and would otherwise be moved with every response.
+struct Upstream {
+    sender: SendRequest<Incoming>,
+    /// `None` once the connection has ended.
+    conn: Option<Connection<TokioIo<TcpStream>, Incoming>>,
+}
+
+impl Upstream {
+    /// Does the connection's pending I/O; false once the connection has ended.
+    fn poll_conn(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
+        match Pin::new(conn).poll(cx) {
+            Poll::Pending => true,
+            Poll::Ready(result) => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "upstream connection ended with an error");
+                }
+                self.conn = None;
+                false
+            }
+        }
+    }
+}
+
+/// Why a request could not be forwarded.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UpstreamError {
+    #[error("connecting: {0}")]
+    Connect(#[source] io::Error),
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
+    #[error("no usable connection after {MAX_ATTEMPTS} attempts")]
+    Exhausted,
+}
+
+impl Pool {
+    pub(crate) fn new(addr: SocketAddr, connect_timeout: Duration) -> Self {
+        Self {
+            addr,
+            connect_timeout,
+            idle: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Sends `req` (origin-form target, `Host` set) and returns the response, whose body keeps
+    /// driving the connection until it is read.
+    pub(crate) async fn send(
+        self: &Arc<Self>,
+        mut req: Request<Incoming>,
+    ) -> Result<Response<PooledBody>, UpstreamError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let (mut upstream, fresh) = match self.take() {
+                Some(upstream) => (upstream, false),
+                None => (self.connect().await?, true),
+            };
+            // A pooled connection is ready at once or not at all (it ended, or is in a state
+            // the last response left it in); a fresh one becomes ready on its first poll.
+            let ready = poll_fn(|cx| {
+                let alive = upstream.poll_conn(cx);
+                match upstream.sender.poll_ready(cx) {
+                    Poll::Ready(result) => Poll::Ready(alive && result.is_ok()),
+                    Poll::Pending if fresh && alive => Poll::Pending,
+                    Poll::Pending => Poll::Ready(false),
+                }
+            })
+            .await;
+            if !ready {
+                continue;
+            }
+            let sent = upstream.sender.try_send_request(req);
+            tokio::pin!(sent);
+            let result = poll_fn(|cx| {
+                upstream.poll_conn(cx);
+                sent.as_mut().poll(cx)
+            })
+            .await;
+            match result {
+                Ok(response) => {
+                    // After a 101 the connection speaks something else: never reuse it.
+                    let lease = (response.status() != http::StatusCode::SWITCHING_PROTOCOLS)
+                        .then(|| (upstream, Arc::clone(self)));
+                    return Ok(response.map(|body| PooledBody {
+                        body,
+                        lease,
+                        ended: false,
+                    }));
+                }
+                Err(mut error) => match error.take_message() {
+                    // Not sent: the connection had closed under it. Try another.
+                    Some(unsent) => req = unsent,
+                    None => return Err(error.into_error().into()),
+                },
+            }
+        }
+        Err(UpstreamError::Exhausted)
+    }
+
+    fn take(&self) -> Option<Box<Upstream>> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = idle.pop_back()?;
+        if entry.since.elapsed() > IDLE_TIMEOUT {
+            // The newest is too old, so all are.
+            idle.clear();
+            return None;
+        }
+        Some(entry.upstream)
+    }
+
+    fn put(&self, upstream: Box<Upstream>) {
+        let now = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        while idle
+            .front()
+            .is_some_and(|oldest| now.duration_since(oldest.since) > IDLE_TIMEOUT)
+        {
+            idle.pop_front();
+        }
+        if idle.len() < MAX_IDLE {
+            idle.push_back(Idle {
+                upstream,
+                since: now,
+            });
+        }
+    }
+
+    async fn connect(&self) -> Result<Box<Upstream>, UpstreamError> {
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.addr))
+            .await
+            .map_err(|_| {
+                UpstreamError::Connect(io::Error::new(io::ErrorKind::TimedOut, "timed out"))
+            })?
+            .map_err(UpstreamError::Connect)?;
+        stream.set_nodelay(true).map_err(UpstreamError::Connect)?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        Ok(Box::new(Upstream {
+            sender,
+            conn: Some(conn),
+        }))
+    }
+}
+
+/// A response body from a pooled connection: reading it drives the connection, and reading it
+/// to its end puts the connection back in the pool.
+pub(crate) struct PooledBody {
+    body: Incoming,
+    lease: Option<(Box<Upstream>, Arc<Pool>)>,
+    ended: bool,
+}
+
+impl PooledBody {
+    fn poll_body(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            self.ended = true;
+        }
+        polled
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        if let Poll::Ready(frame) = this.poll_body(cx) {
+            return Poll::Ready(frame);
+        }
+        // The body is fed by the connection: let it read, then look again.
+        if let Some((upstream, _)) = this.lease.as_mut() {
+            upstream.poll_conn(cx);
+        }
+        this.poll_body(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        if let Some((upstream, pool)) = self.lease.take() {
+            // Read to its end: the connection is between messages and can carry the next one.
+            if (self.ended || self.body.is_end_stream()) && upstream.conn.is_some() {
+                pool.put(upstream);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for PooledBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledBody")
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
