@@ -107,10 +107,7 @@ impl Pool {
             match sender.try_send_request(req).await {
                 Ok(resp) => {
                     let (parts, body) = resp.into_parts();
-                    let body = PooledBody {
-                        body,
-                        back: Some((Arc::clone(self), addr, sender)),
-                    };
+                    let body = PooledBody::new(body, Arc::clone(self), addr, sender);
                     return Ok(Response::from_parts(parts, body));
                 }
                 Err(mut e) => match e.take_message() {
@@ -129,10 +126,7 @@ impl Pool {
         let (parts, body) = resp.into_parts();
         Ok(Response::from_parts(
             parts,
-            PooledBody {
-                body,
-                back: Some((Arc::clone(self), addr, sender)),
-            },
+            PooledBody::new(body, Arc::clone(self), addr, sender),
         ))
     }
 }
@@ -144,6 +138,18 @@ pub(crate) struct PooledBody {
 }
 
 impl PooledBody {
+    fn new(body: Incoming, pool: Arc<Pool>, addr: SocketAddr, sender: Sender) -> Self {
+        let mut b = Self {
+            body,
+            back: Some((pool, addr, sender)),
+        };
+        // An empty body (HEAD, 204, 304) is never polled: the connection is free already.
+        if b.body.is_end_stream() {
+            b.release();
+        }
+        b
+    }
+
     fn release(&mut self) {
         if let Some((pool, addr, sender)) = self.back.take() {
             pool.put(addr, sender);
