@@ -60,6 +60,16 @@ pub struct RunArgs {
         requires = "proxy"
     )]
     pub upstream_protocol: Option<UpstreamProtocol>,
+    /// Threads the proxy forwards on, each with its own event loop [default: one per CPU the
+    /// process may use].
+    #[arg(
+        long,
+        value_name = "N",
+        env = "LAMEDUCK_PROXY_THREADS",
+        requires = "proxy",
+        value_parser = clap::value_parser!(u16).range(1..=256)
+    )]
+    pub proxy_threads: Option<u16>,
     /// The app's own readiness (http://HOST:PORT/PATH or tcp://HOST:PORT), checked by /readyz
     /// [default with --proxy: a TCP connect to the upstream].
     #[arg(long, value_name = "URL", env = "LAMEDUCK_READY_URL")]
@@ -172,7 +182,11 @@ fn duration(value: &str) -> Result<Duration, String> {
 
 fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, Failure> {
     let mut builder = if multi_thread {
-        tokio::runtime::Builder::new_multi_thread()
+        // One worker: the supervisor's work is light, and the drain proxy runs one event loop
+        // per thread of its own (see lameduck-run's proxy module) instead of sharing workers.
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(1);
+        builder
     } else {
         tokio::runtime::Builder::new_current_thread()
     };
@@ -236,6 +250,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
             spec,
             protocol: args.protocol.unwrap_or_default(),
             upstream_protocol: args.upstream_protocol.unwrap_or_default(),
+            threads: args.proxy_threads.map_or(0, usize::from),
         }),
     };
     match runtime(true)?.block_on(lameduck_run::run(builder, config)) {

@@ -31,6 +31,9 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// A thread of the drain proxy could not be started.
+    #[error("cannot start a drain proxy thread")]
+    ProxyThread(#[source] std::io::Error),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers")]
     Signals(#[source] std::io::Error),
@@ -68,7 +71,9 @@ impl RunError {
             | Self::Setup(lameduck::Error::Config(_) | lameduck::Error::AdminAddr { .. }) => USAGE,
             Self::NotFound { .. } => NOT_FOUND,
             Self::NotExecutable { .. } | Self::Spawn { .. } => NOT_EXECUTABLE,
-            Self::Setup(_) | Self::ProxyBind { .. } | Self::Signals(_) => SETUP_FAILED,
+            Self::Setup(_) | Self::ProxyBind { .. } | Self::ProxyThread(_) | Self::Signals(_) => {
+                SETUP_FAILED
+            }
         }
     }
 }

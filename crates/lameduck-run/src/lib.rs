@@ -18,6 +18,7 @@
 mod child;
 mod error;
 mod probe;
+mod proxy;
 mod reaper;
 mod signals;
 mod supervisor;

@@ -5,17 +5,16 @@ use std::time::Duration;
 
 use lameduck::{Builder, Lameduck, Phase};
 use lameduck_core::{BudgetPlan, Trigger};
-use lameduck_proxy::{Forward, Protocol, ProxySpec, UpstreamProtocol, serve_tcp};
+use lameduck_proxy::{Protocol, ProxySpec, UpstreamProtocol};
 use nix::sys::prctl;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::{Instant, sleep, timeout};
 
 use crate::probe::{self, Target};
 use crate::reaper::{self, Reaped};
-use crate::{ChildExit, ForwardTo, RunError, child, signals};
+use crate::{ChildExit, ForwardTo, RunError, child, proxy, signals};
 
 /// How long a readiness check of the app may take.
 const READY_TIMEOUT: Duration = Duration::from_secs(1);
@@ -52,6 +51,18 @@ pub struct ProxyConfig {
     pub protocol: Protocol,
     /// What HTTP mode speaks to the app.
     pub upstream_protocol: UpstreamProtocol,
+    /// How many threads accept and forward, each with its own event loop; 0 means one per
+    /// CPU the process may use.
+    pub threads: usize,
+}
+
+impl ProxyConfig {
+    fn threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 /// Runs the app under the lameduck lifecycle and returns the exit code to end with.
@@ -80,8 +91,8 @@ pub async fn run(builder: Builder, config: RunConfig) -> Result<u8, RunError> {
     }
     let listener = match &config.proxy {
         Some(proxy) => Some(
-            TcpListener::bind(proxy.spec.listen)
-                .await
+            std::net::TcpListener::bind(proxy.spec.listen)
+                .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
                 .map_err(|source| RunError::ProxyBind {
                     addr: proxy.spec.listen,
                     source,
@@ -115,29 +126,11 @@ pub async fn run(builder: Builder, config: RunConfig) -> Result<u8, RunError> {
     supervise(&lameduck, pid, config.stop_signal, reaped.clone());
     match (listener, config.proxy) {
         (Some(listener), Some(proxy)) => {
-            tracing::info!(listen = %proxy.spec.listen, upstream = %proxy.spec.upstream, protocol = %proxy.protocol, "drain proxy");
-            match proxy.protocol {
-                Protocol::Http => {
-                    let forward = Forward::new(
-                        proxy.spec.upstream,
-                        proxy.upstream_protocol,
-                        lameduck.shutdown().force_close().clone(),
-                    );
-                    let serve = lameduck.serve(listener, forward);
-                    tokio::spawn(async move {
-                        if let Err(error) = serve.await {
-                            tracing::error!(error = %error_text(&error), "drain proxy failed");
-                        }
-                    });
-                }
-                Protocol::Tcp => {
-                    tokio::spawn(serve_tcp(
-                        lameduck.shutdown().clone(),
-                        listener,
-                        proxy.spec.upstream,
-                    ));
-                    lameduck.mark_ready();
-                }
+            let threads = proxy.threads();
+            tracing::info!(listen = %proxy.spec.listen, upstream = %proxy.spec.upstream, protocol = %proxy.protocol, threads, "drain proxy");
+            proxy::start(&lameduck, listener, proxy, threads)?;
+            if proxy.protocol == Protocol::Tcp {
+                lameduck.mark_ready();
             }
         }
         _ => lameduck.mark_ready(),
@@ -243,7 +236,7 @@ async fn end_leftovers(pgid: Pid, stop_signal: Signal) {
     .await;
 }
 
-fn error_text(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_text(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
