@@ -3,34 +3,63 @@
 //! A multi-threaded tokio runtime hands connections' tasks between worker threads; on the few
 //! cores a sidecar gets, those cross-thread wakes cost more than the forwarding itself. So the
 //! proxy runs `threads` shards: the first on the supervisor's runtime, each other on a thread
-//! with a single-threaded runtime of its own. Every shard accepts from the same listening
-//! socket (a duplicate of its descriptor) and keeps each connection, and its upstream
-//! connections, on its own thread. All shards share the one lifecycle, so the drain behaviour
-//! is the same whichever shard a connection landed on.
+//! with a single-threaded runtime of its own. Each shard has a listening socket of its own on
+//! the one address (`SO_REUSEPORT`: the kernel spreads new connections evenly; a shared socket
+//! let whichever thread woke first take nearly all of them) and keeps each connection, and its
+//! upstream connections, on its own thread. All shards share the one lifecycle, so the drain
+//! behaviour is the same whichever shard a connection landed on.
 
-use std::net::TcpListener as StdListener;
+use std::io;
+use std::net::{SocketAddr, TcpListener as StdListener};
 
 use lameduck::Lameduck;
 use lameduck_proxy::{Forward, Protocol, serve_tcp};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::RunError;
 use crate::supervisor::{ProxyConfig, error_text};
 
-/// Starts the proxy's shards on `listener` (bound, non-blocking).
+/// How many connections may wait for `accept` on each shard's socket.
+const BACKLOG: u32 = 1024;
+
+/// Binds `threads` listening sockets on `addr` (the first decides the port if `addr` has none).
+///
+/// `SO_REUSEPORT` only joins sockets of the same user that all set it, so a port held by
+/// another program still fails here.
+pub(crate) fn bind(addr: SocketAddr, threads: usize) -> io::Result<Vec<StdListener>> {
+    let mut listeners = Vec::with_capacity(threads);
+    let mut addr = addr;
+    for _ in 0..threads.max(1) {
+        let socket = match addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket.bind(addr)?;
+        let listener = socket.listen(BACKLOG)?.into_std()?;
+        addr = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Starts one shard per listener (from [`bind`]).
 ///
 /// # Guarantees
-/// - Every shard stops accepting at Closing; the listening socket closes once all did.
+/// - Every shard stops accepting at Closing (its socket closes then).
 /// - A shard's runtime lives until the shutdown finished, so its connections drain and are
 ///   force-closed like the first shard's.
 pub(crate) fn start(
     lameduck: &Lameduck,
-    listener: StdListener,
+    listeners: Vec<StdListener>,
     proxy: ProxyConfig,
-    threads: usize,
 ) -> Result<(), RunError> {
-    for shard in 1..threads {
-        let listener = listener.try_clone().map_err(RunError::ProxyThread)?;
+    let mut listeners = listeners.into_iter();
+    let Some(first) = listeners.next() else {
+        return Ok(());
+    };
+    for (shard, listener) in (1..).zip(listeners) {
         let lameduck = lameduck.clone();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -47,7 +76,7 @@ pub(crate) fn start(
             })
             .map_err(RunError::ProxyThread)?;
     }
-    tokio::spawn(serve(lameduck.clone(), listener, proxy));
+    tokio::spawn(serve(lameduck.clone(), first, proxy));
     Ok(())
 }
 

@@ -89,17 +89,16 @@ pub async fn run(builder: Builder, config: RunConfig) -> Result<u8, RunError> {
     if let Some(addr) = lameduck.bind_admin().await? {
         tracing::info!(%addr, "admin endpoints: /livez /readyz /startupz /metrics, POST /drain");
     }
-    let listener = match &config.proxy {
-        Some(proxy) => Some(
-            std::net::TcpListener::bind(proxy.spec.listen)
-                .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
-                .map_err(|source| RunError::ProxyBind {
+    let listener =
+        match &config.proxy {
+            Some(proxy) => Some(proxy::bind(proxy.spec.listen, proxy.threads()).map_err(
+                |source| RunError::ProxyBind {
                     addr: proxy.spec.listen,
                     source,
-                })?,
-        ),
-        None => None,
-    };
+                },
+            )?),
+            None => None,
+        };
     let sigchld = signal(SignalKind::child()).map_err(RunError::Signals)?;
     let drain_signals = signals::register()?;
 
@@ -126,9 +125,9 @@ pub async fn run(builder: Builder, config: RunConfig) -> Result<u8, RunError> {
     supervise(&lameduck, pid, config.stop_signal, reaped.clone());
     match (listener, config.proxy) {
         (Some(listener), Some(proxy)) => {
-            let threads = proxy.threads();
+            let threads = listener.len();
             tracing::info!(listen = %proxy.spec.listen, upstream = %proxy.spec.upstream, protocol = %proxy.protocol, threads, "drain proxy");
-            proxy::start(&lameduck, listener, proxy, threads)?;
+            proxy::start(&lameduck, listener, proxy)?;
             if proxy.protocol == Protocol::Tcp {
                 lameduck.mark_ready();
             }
