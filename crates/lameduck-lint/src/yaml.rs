@@ -12,6 +12,8 @@ use std::collections::HashMap;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span};
 
+mod fast;
+
 /// Nesting limit of collections in one document.
 pub const MAX_DEPTH: usize = 200;
 /// Limit of nodes in one document, counting alias expansions.
@@ -252,6 +254,18 @@ enum Frame {
 }
 
 fn parse_chunk(text: &str, first_line: usize, docs: &mut Vec<Document>) {
+    match fast::parse(text, first_line) {
+        Some(Some((line, root))) => docs.push(Document {
+            line,
+            root: Ok(root),
+        }),
+        Some(None) => {}
+        None => parse_general(text, first_line, docs),
+    }
+}
+
+/// Parses a chunk with saphyr-parser: any YAML, with its errors.
+fn parse_general(text: &str, first_line: usize, docs: &mut Vec<Document>) {
     let pos_of = |span: &Span| Pos {
         line: first_line + span.start.line().saturating_sub(1),
         column: span.start.col() + 1,
