@@ -188,14 +188,35 @@ impl Chunk<'_> {
 
 /// Splits at document markers in column 0, keeping directives with the document they prefix.
 pub(crate) fn split_documents(text: &str) -> Vec<Chunk<'_>> {
+    let bytes = text.as_bytes();
     let mut chunks = Vec::new();
     let mut start = 0usize;
     let mut start_line = 1usize;
     let mut has_content = false;
     let mut offset = 0usize;
-    for (i, line) in text.split_inclusive('\n').enumerate() {
-        let line_no = i + 1;
-        let bare = line.trim_end_matches(['\n', '\r']);
+    let mut line_no = 0usize;
+    while offset < bytes.len() {
+        line_no += 1;
+        let end = bytes[offset..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(bytes.len(), |i| offset + i + 1);
+        // Only lines starting with `-` or `.` can be markers; before the first content, every
+        // line is looked at.
+        if !(has_content || matches!(bytes[offset], b'-' | b'.')) {
+            let bare = text[offset..end].trim_end_matches(['\n', '\r']);
+            let t = bare.trim_start();
+            if !(t.is_empty() || t.starts_with('#') || bare.starts_with('%')) {
+                has_content = true;
+            }
+            offset = end;
+            continue;
+        }
+        if !matches!(bytes[offset], b'-' | b'.') {
+            offset = end;
+            continue;
+        }
+        let bare = text[offset..end].trim_end_matches(['\n', '\r']);
         let is_marker = |m: &str| {
             bare.strip_prefix(m)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
@@ -212,7 +233,7 @@ pub(crate) fn split_documents(text: &str) -> Vec<Chunk<'_>> {
             // The marker line itself may carry content (`--- {a: 1}`).
             has_content = true;
         } else if is_marker("...") {
-            offset += line.len();
+            offset = end;
             chunks.push(Chunk {
                 text: &text[start..offset],
                 first_line: start_line,
@@ -222,12 +243,10 @@ pub(crate) fn split_documents(text: &str) -> Vec<Chunk<'_>> {
             has_content = false;
             continue;
         } else if !has_content {
-            let t = bare.trim_start();
-            if !(t.is_empty() || t.starts_with('#') || bare.starts_with('%')) {
-                has_content = true;
-            }
+            // `-x` or `.x`: content.
+            has_content = true;
         }
-        offset += line.len();
+        offset = end;
     }
     if start < text.len() {
         chunks.push(Chunk {
