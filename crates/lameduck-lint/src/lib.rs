@@ -20,7 +20,7 @@ pub use config::{Config, ConfigError};
 pub use finding::{Finding, ObjectRef, Severity, UnknownSeverity};
 pub use source::{InputError, Loaded, Object, load, load_all};
 pub use workload::{DRAIN_ANNOTATION, parse_duration};
-pub use yaml::{Node, Pos, SyntaxError, Value};
+pub use yaml::{Node, Pos, SyntaxError, Text, Value};
 
 /// Runs every enabled check over `objects` (all files of one run) and returns the findings,
 /// sorted by file and position. Suppressed findings are included with their reason.

@@ -9,6 +9,9 @@
 //! hostile input cannot exhaust the stack or memory.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span};
 
@@ -43,7 +46,7 @@ pub enum Value {
     /// A scalar: its text, and whether it was quoted or a block scalar (then it is a string).
     Scalar {
         /// The text of the scalar.
-        text: String,
+        text: Text,
         /// `true` for a plain (unquoted) scalar, whose type the YAML core schema resolves.
         plain: bool,
     },
@@ -51,6 +54,86 @@ pub enum Value {
     Seq(Vec<Node>),
     /// A mapping, in document order.
     Map(Vec<Entry>),
+}
+
+/// The text of a scalar: a piece of a buffer shared by the scalars of one document (the
+/// document's source when the scalar is written literally), so a tree does not cost one
+/// allocation per scalar. Reads as a `str`.
+///
+/// Caveat: a single scalar longer than 4 GiB is not representable; the parser reports it as
+/// a syntax error.
+#[derive(Clone)]
+pub struct Text {
+    buf: Arc<str>,
+    start: u32,
+    end: u32,
+}
+
+impl Text {
+    /// `buf[range]`, if the range is inside `buf`, on character boundaries, and below 4 GiB.
+    pub(crate) fn slice(buf: &Arc<str>, start: usize, end: usize) -> Option<Self> {
+        buf.get(start..end)?;
+        Some(Self {
+            buf: buf.clone(),
+            start: u32::try_from(start).ok()?,
+            end: u32::try_from(end).ok()?,
+        })
+    }
+
+    /// A text of its own.
+    pub(crate) fn owned(text: &str) -> Option<Self> {
+        Self::slice(&Arc::from(text), 0, text.len())
+    }
+
+    /// The text.
+    #[inline]
+    pub fn as_str(&self) -> &str {
+        // Checked when the text was made; `get` keeps this panic-free regardless.
+        self.buf
+            .get(self.start as usize..self.end as usize)
+            .unwrap_or_default()
+    }
+
+    /// Whether the text is `s` (cheaper than comparing [`Text::as_str`]: no character
+    /// boundaries to check).
+    #[inline]
+    fn is(&self, s: &str) -> bool {
+        self.end.wrapping_sub(self.start) as usize == s.len()
+            && self
+                .buf
+                .as_bytes()
+                .get(self.start as usize..self.end as usize)
+                == Some(s.as_bytes())
+    }
+}
+
+impl Deref for Text {
+    type Target = str;
+
+    #[inline]
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Text {}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One key/value pair of a mapping.
@@ -90,7 +173,11 @@ impl Node {
     /// The entry under `key` (to point at the key) if this is a mapping that has it.
     pub fn entry(&self, key: &str) -> Option<&Entry> {
         match &self.value {
-            Value::Map(entries) => entries.iter().find(|e| e.key.as_str() == Some(key)),
+            // `e.key.as_str() == Some(key)`, without slicing every key on the way.
+            Value::Map(entries) => entries.iter().find(|e| match &e.key.value {
+                Value::Scalar { text, plain } => text.is(key) && !(*plain && is_null(key)),
+                _ => false,
+            }),
             _ => None,
         }
     }
@@ -325,10 +412,18 @@ fn parse_general(text: &str, first_line: usize, docs: &mut Vec<Document>) {
             }
             Event::Nothing | Event::StreamStart | Event::DocumentEnd => None,
             Event::Scalar(text, style, anchor, _tag) => {
+                let Some(text) = Text::owned(&text) else {
+                    let message = "scalar longer than 4 GiB".to_owned();
+                    docs.push(Document {
+                        line: doc_line,
+                        root: Err(SyntaxError { pos, message }),
+                    });
+                    return;
+                };
                 let node = Node {
                     pos,
                     value: Value::Scalar {
-                        text: text.into_owned(),
+                        text,
                         plain: style == ScalarStyle::Plain,
                     },
                 };

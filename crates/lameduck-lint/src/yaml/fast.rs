@@ -13,7 +13,9 @@
 //! differential property test); never panics (slicing happens on ASCII text only); recursion is
 //! bounded by [`FAST_DEPTH`], below the general parser's [`super::MAX_DEPTH`].
 
-use super::{Entry, Node, Pos, Value};
+use std::sync::Arc;
+
+use super::{Entry, Node, Pos, Text, Value};
 
 /// Nesting beyond this is left to the general parser (and its limit).
 const FAST_DEPTH: usize = 64;
@@ -48,7 +50,12 @@ pub(super) fn parse(text: &str, first_line: usize) -> Parsed {
             content_seen = true;
         }
     }
+    if u32::try_from(text.len()).is_err() {
+        return None;
+    }
     let mut fast = Fast {
+        buf: Arc::from(text),
+        base: text.as_ptr() as usize,
         lines,
         first_line,
         entries: Vec::new(),
@@ -67,6 +74,10 @@ pub(super) fn parse(text: &str, first_line: usize) -> Parsed {
 }
 
 struct Fast<'a> {
+    /// The chunk, shared by the texts of its scalars.
+    buf: Arc<str>,
+    /// Address of the chunk, to turn line slices into offsets into `buf`.
+    base: usize,
     lines: Vec<&'a str>,
     first_line: usize,
     /// Scratch stacks: a collection's children are pushed here and moved into one exactly
@@ -147,17 +158,19 @@ fn key_len(rest: &[u8]) -> Option<usize> {
     None
 }
 
-fn scalar(pos: Pos, text: &str, plain: bool) -> Node {
-    Node {
-        pos,
-        value: Value::Scalar {
-            text: text.to_owned(),
-            plain,
-        },
-    }
-}
-
 impl Fast<'_> {
+    /// A scalar node whose text is `text`, a slice of one of the lines.
+    fn scalar(&self, pos: Pos, text: &str, plain: bool) -> Option<Node> {
+        let start = (text.as_ptr() as usize).checked_sub(self.base)?;
+        Some(Node {
+            pos,
+            value: Value::Scalar {
+                text: Text::slice(&self.buf, start, start + text.len())?,
+                plain,
+            },
+        })
+    }
+
     fn pos(&self, line: usize, col: usize) -> Pos {
         Pos {
             line: self.first_line + line,
@@ -209,7 +222,7 @@ impl Fast<'_> {
         loop {
             let line = self.lines[li].as_bytes();
             let klen = key_len(&line[col..])?;
-            let key = scalar(self.pos(li, col), &self.lines[li][col..col + klen], true);
+            let key = self.scalar(self.pos(li, col), &self.lines[li][col..col + klen], true)?;
             let after = col + klen + 1;
             let voff = skip_spaces(line, after);
             let (value, next) = if voff == line.len() || line[voff] == b'#' {
@@ -222,7 +235,8 @@ impl Fast<'_> {
                         self.block_seq(n, col, true, depth + 1)?
                     }
                     next => (
-                        scalar(self.pos(li, col + klen), "", true),
+                        // Empty: a slice of the line, so it has an offset in the chunk.
+                        self.scalar(self.pos(li, col + klen), &self.lines[li][col..col], true)?,
                         next.unwrap_or(self.lines.len()),
                     ),
                 }
@@ -323,7 +337,7 @@ impl Fast<'_> {
                 if text.ends_with(':') || text.contains(": ") {
                     return None;
                 }
-                (scalar(self.pos(li, off), text, true), off + end)
+                (self.scalar(self.pos(li, off), text, true)?, off + end)
             }
         };
         let rest = skip_spaces(line, end);
@@ -354,7 +368,7 @@ impl Fast<'_> {
                 if inner.contains('\\') {
                     return None;
                 }
-                Some((scalar(self.pos(li, i), inner, false), i + len + 2))
+                Some((self.scalar(self.pos(li, i), inner, false)?, i + len + 2))
             }
             b'\'' => {
                 let len = text[i + 1..].find('\'')?;
@@ -362,7 +376,7 @@ impl Fast<'_> {
                     return None;
                 }
                 let inner = &text[i + 1..i + 1 + len];
-                Some((scalar(self.pos(li, i), inner, false), i + len + 2))
+                Some((self.scalar(self.pos(li, i), inner, false)?, i + len + 2))
             }
             _ => {
                 if !plain_start(line, i) {
@@ -376,7 +390,7 @@ impl Fast<'_> {
                     return None;
                 }
                 let s = text[i..j].trim_end_matches(' ');
-                Some((scalar(self.pos(li, i), s, true), i + s.len()))
+                Some((self.scalar(self.pos(li, i), s, true)?, i + s.len()))
             }
         }
     }
@@ -439,7 +453,7 @@ impl Fast<'_> {
                 if line[j - 1] == b' ' || j - i > MAX_KEY {
                     return None;
                 }
-                let key = scalar(self.pos(li, i), &text[i..j], true);
+                let key = self.scalar(self.pos(li, i), &text[i..j], true)?;
                 let v = skip_spaces(line, j + 1);
                 let (value, end) = self.flow_node(li, v, depth + 1)?;
                 self.entries.push(Entry { key, value });
