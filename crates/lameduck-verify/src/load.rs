@@ -13,7 +13,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -110,6 +110,19 @@ pub struct Record {
     pub retried: bool,
     /// Kind.
     pub kind: RequestKind,
+    /// What the embedded L7 router said went wrong upstream (`connect`, `upstream-reset`,
+    /// `no-endpoint`), for its 5xx.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<&'static str>,
+}
+
+fn router_error(v: &[u8]) -> Option<&'static str> {
+    Some(match v {
+        b"connect" => "connect",
+        b"upstream-reset" => "upstream-reset",
+        b"no-endpoint" => "no-endpoint",
+        _ => "other",
+    })
 }
 
 /// Live counters for the progress bar.
@@ -129,6 +142,85 @@ pub(crate) struct Target {
     pub router: RouterId,
     pub addr: SocketAddr,
     pub l4: Option<Arc<L4Router>>,
+    pub pool: Arc<ClientPool>,
+}
+
+/// The keep-alive connections of the clients of one router: `size` long-lived connections,
+/// opened as arrivals need them, reused in turn (FIFO) and replaced only when the server closes
+/// them, so that requests spread over all of them (and an L4 router spreads those over pods,
+/// pinned as with wrk or a browser). An arrival that finds none idle opens an extra connection,
+/// closed after its request: a slow or stuck connection never holds up the schedule, which is
+/// what keeps the load open-loop. Extra connections are bounded (3 × `size` at once): past
+/// that, arrivals wait for one, so an overloaded machine (the testbed shares it with the app)
+/// is not driven into a spiral of new connections.
+#[derive(Debug)]
+pub(crate) struct ClientPool {
+    idle: std::sync::Mutex<std::collections::VecDeque<Conn>>,
+    open: Arc<AtomicUsize>,
+    size: usize,
+    extra: Arc<tokio::sync::Semaphore>,
+}
+
+impl ClientPool {
+    pub fn new(size: usize) -> Self {
+        let size = size.max(1);
+        Self {
+            idle: std::sync::Mutex::default(),
+            open: Arc::default(),
+            size,
+            extra: Arc::new(tokio::sync::Semaphore::new(3 * size)),
+        }
+    }
+
+    /// A permit for an extra connection when every long-lived one is open and none is idle.
+    async fn extra_permit(&self, conn: &Option<Conn>) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        if conn.is_some() || self.open.load(Ordering::SeqCst) < self.size {
+            return None;
+        }
+        Arc::clone(&self.extra).acquire_owned().await.ok()
+    }
+
+    fn checkout(&self) -> Option<Conn> {
+        if self.open.load(Ordering::SeqCst) < self.size {
+            return None;
+        }
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while let Some(c) = idle.pop_front() {
+            if c.is_closed() {
+                continue;
+            }
+            // An HTTP/2 connection serves concurrent requests: it stays available.
+            if let Some(shared) = c.share() {
+                idle.push_back(shared);
+            }
+            return Some(c);
+        }
+        None
+    }
+
+    fn checkin(&self, c: Conn) {
+        // Extra connections (no guard) are closed after their request.
+        if c.is_closed() || c._open.is_none() {
+            return;
+        }
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push_back(c);
+    }
+}
+
+/// Counts a pooled connection as open until its last handle is dropped.
+#[derive(Debug)]
+struct OpenGuard(Arc<AtomicUsize>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Context shared by every client task.
@@ -207,26 +299,22 @@ pub(crate) fn start(
         timeout: load.timeout.0,
         protocol: load.protocol,
     };
-    let workers = targets.len() * load.connections as usize;
-    let per_worker = load.rate / workers.max(1) as f64;
-    let interval = Duration::from_secs_f64((1.0 / per_worker).min(3600.0));
+    let routers = targets.len().max(1);
+    let per_router = load.rate / routers as f64;
+    let interval = Duration::from_secs_f64((1.0 / per_router).min(3600.0));
     let now = Instant::now();
-    let mut w = 0usize;
-    for target in targets {
-        for _ in 0..load.connections {
-            let offset = interval.mul_f64(w as f64 / workers as f64);
-            let worker = Worker {
-                ctx: ctx.clone(),
-                target: target.clone(),
-                path: load.path.clone(),
-                slow_path: load.slow_path.clone(),
-                slow_share: load.slow_share,
-                rng: StdRng::seed_from_u64(seed ^ (w as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)),
-                tracker: tracker.clone(),
-            };
-            tracker.spawn(worker.run(now + offset, interval, stop.clone()));
-            w += 1;
-        }
+    for (i, target) in targets.iter().enumerate() {
+        let dispatcher = Dispatcher {
+            ctx: ctx.clone(),
+            target: target.clone(),
+            path: Arc::from(load.path.as_str()),
+            slow_path: Arc::from(load.slow_path.as_str()),
+            slow_share: load.slow_share,
+            rng: StdRng::seed_from_u64(seed ^ (i as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D)),
+            tracker: tracker.clone(),
+        };
+        let offset = interval.mul_f64(i as f64 / routers as f64);
+        tracker.spawn(dispatcher.run(now + offset, interval, stop.clone()));
     }
     for i in 0..load.websockets as usize {
         let target = targets[i % targets.len()].clone();
@@ -254,17 +342,32 @@ pub(crate) fn start(
     }
 }
 
+#[derive(Debug)]
 enum Sender {
     H1(hyper::client::conn::http1::SendRequest<Empty<Bytes>>),
     H2(hyper::client::conn::http2::SendRequest<Empty<Bytes>>),
 }
 
+#[derive(Debug)]
 struct Conn {
     sender: Sender,
     local: SocketAddr,
+    _open: Option<Arc<OpenGuard>>,
 }
 
 impl Conn {
+    /// Another handle on an HTTP/2 connection (None for HTTP/1.1, which serves one at a time).
+    fn share(&self) -> Option<Self> {
+        match &self.sender {
+            Sender::H1(_) => None,
+            Sender::H2(s) => Some(Self {
+                sender: Sender::H2(s.clone()),
+                local: self.local,
+                _open: self._open.clone(),
+            }),
+        }
+    }
+
     fn is_closed(&self) -> bool {
         match &self.sender {
             Sender::H1(s) => s.is_closed(),
@@ -296,6 +399,7 @@ struct Attempt {
     outcome: Outcome,
     pod: Option<PodId>,
     retried: bool,
+    detail: Option<&'static str>,
 }
 
 /// Connects to the router from a port bound first, so that even a connection reset during the
@@ -305,6 +409,7 @@ async fn connect_tcp(target: &Target) -> Result<(TcpStream, SocketAddr), Attempt
         outcome,
         pod: None,
         retried: false,
+        detail: None,
     };
     let sock = tokio::net::TcpSocket::new_v4().map_err(|_| fail(Outcome::Reset))?;
     sock.bind(([127, 0, 0, 1], 0).into())
@@ -320,16 +425,18 @@ async fn connect_tcp(target: &Target) -> Result<(TcpStream, SocketAddr), Attempt
             outcome: Outcome::Timeout,
             pod: l4_info(target, Some(local)).0,
             retried: false,
+            detail: None,
         }),
     }
 }
 
 /// A new HTTP connection (HTTP/1.1 or h2c) to the router.
-async fn connect(ctx: &Ctx, target: &Target) -> Result<Conn, Attempt> {
+async fn connect(ctx: &Ctx, target: &Target, pooled: bool) -> Result<Conn, Attempt> {
     let fail = |outcome| Attempt {
         outcome,
         pod: None,
         retried: false,
+        detail: None,
     };
     let (stream, local) = connect_tcp(target).await?;
     let _ = stream.set_nodelay(true);
@@ -350,7 +457,19 @@ async fn connect(ctx: &Ctx, target: &Target) -> Result<Conn, Attempt> {
             Sender::H2(s)
         }
     };
-    Ok(Conn { sender, local })
+    // One of the pool's long-lived connections while there are fewer than `size`; an extra
+    // one (closed after use) otherwise.
+    let pool = &target.pool;
+    let open = (pooled && pool.open.fetch_add(1, Ordering::SeqCst) < pool.size)
+        .then(|| Arc::new(OpenGuard(Arc::clone(&pool.open))));
+    if pooled && open.is_none() {
+        pool.open.fetch_sub(1, Ordering::SeqCst);
+    }
+    Ok(Conn {
+        sender,
+        local,
+        _open: open,
+    })
 }
 
 fn l4_info(target: &Target, local: Option<SocketAddr>) -> (Option<PodId>, bool) {
@@ -373,7 +492,13 @@ fn classify(e: &hyper::Error) -> Outcome {
 }
 
 /// One request on `conn` (replaced when closed). `Err` only for the caller's timeout path.
-async fn request(ctx: &Ctx, target: &Target, conn: &mut Option<Conn>, path: &str) -> Attempt {
+async fn request(
+    ctx: &Ctx,
+    target: &Target,
+    conn: &mut Option<Conn>,
+    path: &str,
+    pooled: bool,
+) -> Attempt {
     for attempt in 0..3 {
         // A request that was never written is sent again on a new connection, as real clients
         // do, but only when the connection it found was an old keep-alive one: a fresh
@@ -381,7 +506,7 @@ async fn request(ctx: &Ctx, target: &Target, conn: &mut Option<Conn>, path: &str
         // router's failed connect to the pod looks exactly like that).
         let mut fresh = false;
         if conn.as_ref().is_none_or(Conn::is_closed) {
-            match connect(ctx, target).await {
+            match connect(ctx, target, pooled).await {
                 Ok(c) => *conn = Some(c),
                 Err(attempt) => return attempt,
             }
@@ -424,7 +549,11 @@ async fn request(ctx: &Ctx, target: &Target, conn: &mut Option<Conn>, path: &str
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| ctx.directory.resolve(v))
                     .or_else(|| l4_info(target, Some(local)).0);
-                let from_router = resp.headers().contains_key(ERROR_HEADER);
+                let detail = resp
+                    .headers()
+                    .get(ERROR_HEADER)
+                    .and_then(|v| router_error(v.as_bytes()));
+                let from_router = detail.is_some();
                 let body = resp.into_body().collect().await;
                 if close {
                     *conn = None;
@@ -444,6 +573,7 @@ async fn request(ctx: &Ctx, target: &Target, conn: &mut Option<Conn>, path: &str
                     outcome,
                     pod,
                     retried,
+                    detail,
                 };
             }
             Err(mut e) => {
@@ -466,6 +596,7 @@ async fn request(ctx: &Ctx, target: &Target, conn: &mut Option<Conn>, path: &str
                     outcome,
                     pod,
                     retried: false,
+                    detail: None,
                 };
             }
         }
@@ -474,6 +605,7 @@ async fn request(ctx: &Ctx, target: &Target, conn: &mut Option<Conn>, path: &str
         outcome: Outcome::Reset,
         pod: None,
         retried: false,
+        detail: None,
     }
 }
 
@@ -489,22 +621,23 @@ fn unsent_failure(target: &Target, local: SocketAddr) -> Attempt {
         },
         pod,
         retried: false,
+        detail: None,
     }
 }
 
-struct Worker {
+/// Sends the arrivals of one router: each is a task that takes a connection from the pool.
+struct Dispatcher {
     ctx: Ctx,
     target: Target,
-    path: String,
-    slow_path: String,
+    path: Arc<str>,
+    slow_path: Arc<str>,
     slow_share: f64,
     rng: StdRng,
     tracker: TaskTracker,
 }
 
-impl Worker {
+impl Dispatcher {
     async fn run(mut self, first: Instant, interval: Duration, stop: CancellationToken) {
-        let mut conn: Option<Conn> = None;
         let mut next = first;
         loop {
             tokio::select! {
@@ -512,51 +645,52 @@ impl Worker {
                 () = tokio::time::sleep_until(next) => {}
             }
             next += interval;
-            if self.slow_share > 0.0 && self.rng.random::<f64>() < self.slow_share {
-                // A slow request must not hold up this connection's schedule: it gets its own
-                // keep-alive-less connection, as a client pool would open one.
-                let (ctx, target, path) = (
-                    self.ctx.clone(),
-                    self.target.clone(),
-                    self.slow_path.clone(),
-                );
-                self.ctx.stats.started.fetch_add(1, Ordering::SeqCst);
-                self.tracker.spawn(async move {
-                    let mut c = None;
-                    one(&ctx, &target, &mut c, &path, RequestKind::Slow).await;
-                });
-                continue;
-            }
+            let (path, kind) =
+                if self.slow_share > 0.0 && self.rng.random::<f64>() < self.slow_share {
+                    (Arc::clone(&self.slow_path), RequestKind::Slow)
+                } else {
+                    (Arc::clone(&self.path), RequestKind::Plain)
+                };
             self.ctx.stats.started.fetch_add(1, Ordering::SeqCst);
-            one(
-                &self.ctx,
-                &self.target,
-                &mut conn,
-                &self.path,
-                RequestKind::Plain,
-            )
-            .await;
+            let (ctx, target) = (self.ctx.clone(), self.target.clone());
+            self.tracker.spawn(async move {
+                let mut conn = target.pool.checkout();
+                let _permit = target.pool.extra_permit(&conn).await;
+                one(&ctx, &target, &mut conn, &path, kind, true).await;
+                if let Some(c) = conn {
+                    target.pool.checkin(c);
+                }
+            });
         }
     }
 }
 
 /// Sends one request (already counted as started) and records how it ended.
-async fn one(ctx: &Ctx, target: &Target, conn: &mut Option<Conn>, path: &str, kind: RequestKind) {
+async fn one(
+    ctx: &Ctx,
+    target: &Target,
+    conn: &mut Option<Conn>,
+    path: &str,
+    kind: RequestKind,
+    pooled: bool,
+) {
     let t = ctx.clock.now();
     let started = Instant::now();
     let local = conn.as_ref().map(|c| c.local);
-    let attempt = match tokio::time::timeout(ctx.timeout, request(ctx, target, conn, path)).await {
-        Ok(a) => a,
-        Err(_) => {
-            let local = conn.as_ref().map(|c| c.local).or(local);
-            *conn = None;
-            Attempt {
-                outcome: Outcome::Timeout,
-                pod: l4_info(target, local).0,
-                retried: false,
+    let attempt =
+        match tokio::time::timeout(ctx.timeout, request(ctx, target, conn, path, pooled)).await {
+            Ok(a) => a,
+            Err(_) => {
+                let local = conn.as_ref().map(|c| c.local).or(local);
+                *conn = None;
+                Attempt {
+                    outcome: Outcome::Timeout,
+                    pod: l4_info(target, local).0,
+                    retried: false,
+                    detail: None,
+                }
             }
-        }
-    };
+        };
     ctx.finish(Record {
         t,
         latency: started.elapsed().as_secs_f32(),
@@ -565,6 +699,7 @@ async fn one(ctx: &Ctx, target: &Target, conn: &mut Option<Conn>, path: &str, ki
         pod: attempt.pod,
         retried: attempt.retried,
         kind,
+        detail: attempt.detail,
     });
 }
 
@@ -577,7 +712,7 @@ async fn stream_session(ctx: Ctx, target: Target, path: String, stop: Cancellati
     };
     while !stop.is_cancelled() {
         ctx.stats.started.fetch_add(1, Ordering::SeqCst);
-        one(&ctx, &target, &mut conn, &path, RequestKind::Stream).await;
+        one(&ctx, &target, &mut conn, &path, RequestKind::Stream, false).await;
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -699,6 +834,7 @@ async fn websocket_session(ctx: Ctx, target: Target, path: String, stop: Cancell
             pod,
             retried: false,
             kind: RequestKind::Websocket,
+            detail: None,
         });
     }
     if let Some((mut s, _, _)) = ws {

@@ -29,7 +29,7 @@ use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 use crate::events::{EventKind, EventLog, PodId};
-use crate::routers::{Endpoint, PodDirectory, Propagator, draw};
+use crate::routers::{Endpoint, PodDirectory, Propagator, draw, free_port};
 use crate::scenario::{PortRef, PreStop, Probe, Scenario, parse_signal};
 
 /// A replica could not be started or never became ready.
@@ -139,12 +139,6 @@ impl PodState {
             }
         }
     }
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 /// Replaces `{port}`, `{admin_port}`, `{app_port}`, `{pod}`.

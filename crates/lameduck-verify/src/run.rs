@@ -206,6 +206,7 @@ async fn drive(
             router: RouterId::try_from(i).unwrap_or(RouterId::MAX),
             addr: r.addr(),
             l4: r.as_l4(),
+            pool: Arc::new(load::ClientPool::new(sc.load.connections as usize)),
         })
         .collect();
     let load_start = log.push(None, None, EventKind::LoadStarted);

@@ -438,8 +438,37 @@ pub(crate) fn find_binary(name: &str) -> Option<std::path::PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// A free loopback port (bound then released).
+/// A free loopback port for a process to bind later (replicas, real routers).
+///
+/// Taken below the kernel's ephemeral range, so that the testbed's own outgoing connections
+/// (thousands per run, each on an ephemeral port) cannot take it between this check and the
+/// child's bind; the cursor starts at a place derived from the PID so that concurrent runs
+/// rarely probe the same ports. Falls back to an ephemeral port when the range is exhausted.
 pub(crate) fn free_port() -> std::io::Result<u16> {
+    use std::sync::atomic::AtomicU32;
+    const LOW: u32 = 10_000;
+    static CURSOR: AtomicU32 = AtomicU32::new(0);
+    let high = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u32>().ok())
+        })
+        .unwrap_or(32_768)
+        .clamp(LOW + 1_000, 65_535);
+    let span = high - LOW;
+    let start = (std::process::id().wrapping_mul(7_919)) % span;
+    for _ in 0..span.min(2_000) {
+        let n = CURSOR.fetch_add(1, Ordering::Relaxed);
+        let port = LOW + (start + n) % span;
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
