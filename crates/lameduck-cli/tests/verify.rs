@@ -95,30 +95,36 @@ fn wrapped_app_loses_nothing_across_five_seeds() {
         "uniform: {min: 0.5s, max: 3s}",
         "uniform: {min: 0.5s, max: 8s}",
     ] {
-        let runs: Vec<_> = (1..=5)
-            .map(|seed| {
-                let yaml = scenario(
-                    &wrapped(),
-                    BOTH,
-                    dist,
-                    "readinessProbe:\n  path: /readyz\n  port: admin\nload:\n  rate: 100\n",
-                    seed,
+        // Three runs at a time at most: the testbed shares 2 cores with the replicas, and a
+        // starved load generator would leave gaps that a drain rightly reads as quiet.
+        for seeds in [1..=3, 4..=5] {
+            let runs: Vec<_> = seeds
+                .map(|seed| {
+                    let yaml = scenario(
+                        &wrapped(),
+                        BOTH,
+                        dist,
+                        "readinessProbe:\n  path: /readyz\n  port: admin\nload:\n  rate: 100\n",
+                        seed,
+                    );
+                    let dir = dir.clone();
+                    let run = std::thread::spawn(move || {
+                        verify_file(&dir, &format!("w{seed}.yaml"), &yaml, &[])
+                    });
+                    (seed, run)
+                })
+                .collect();
+            for (seed, run) in runs {
+                let r = run.join().unwrap();
+                let rep = &r.reports[0];
+                assert_eq!(
+                    rep["load"]["failed"].as_u64(),
+                    Some(0),
+                    "{dist} seed {seed}: {}",
+                    summary(rep)
                 );
-                let dir = dir.clone();
-                std::thread::spawn(move || verify_file(&dir, &format!("w{seed}.yaml"), &yaml, &[]))
-            })
-            .collect();
-        for (seed, run) in runs.into_iter().enumerate() {
-            let r = run.join().unwrap();
-            let rep = &r.reports[0];
-            assert_eq!(
-                rep["load"]["failed"].as_u64(),
-                Some(0),
-                "{dist} seed {}: {}",
-                seed + 1,
-                summary(rep)
-            );
-            assert_eq!(r.code, 0);
+                assert_eq!(r.code, 0);
+            }
         }
     }
 }
@@ -257,7 +263,7 @@ fn bad_scenarios_and_commands_are_clear_errors() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("pod-0 exited (exit code 3)") && err.contains("boom"),
+        err.contains("exited (exit code 3) before it became ready") && err.contains("boom"),
         "{err}"
     );
     // A command without {port}.
