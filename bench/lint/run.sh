@@ -3,6 +3,7 @@
 #
 #   bash bench/lint/run.sh            # 10,000 and 40,000 objects, 10 runs each
 #   RUNS=5 SIZES="10000" bash bench/lint/run.sh
+#   CALLGRIND=1 bash bench/lint/run.sh  # also count instructions (valgrind): noise-free evidence
 #
 # Builds the release binary, generates the inputs with bench/lint/generate.py, times the runs
 # (hyperfine when installed, else a bounded loop of runs), reports the median objects/s and the
@@ -43,5 +44,10 @@ for n in $SIZES; do
     echo "peak RSS: $(grep 'Maximum resident' "$OUT/time-$n.txt" | awk '{print $NF}') KiB"
   else
     echo "peak RSS: /usr/bin/time not installed (apt-get install time)"
+  fi
+  if [ -n "${CALLGRIND:-}" ] && command -v valgrind >/dev/null; then
+    valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind-$n.out" \
+      "$BIN" lint --no-config --format json "$input" 2>"$OUT/callgrind-$n.txt" >/dev/null || true
+    echo "instructions: $(grep -o 'refs: *[0-9,]*' "$OUT/callgrind-$n.txt" | awk '{print $2}')"
   fi
 done

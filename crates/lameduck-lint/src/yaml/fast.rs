@@ -330,13 +330,21 @@ impl Fast<'_> {
                 if !plain_start(line, off) {
                     return None;
                 }
-                let text = &self.lines[li][off..];
-                let mut end = text.find(" #").unwrap_or(text.len());
-                end = text[..end].trim_end_matches(' ').len();
-                let text = &text[..end];
-                if text.ends_with(':') || text.contains(": ") {
-                    return None;
+                // The scalar ends at a comment (` #`) or the end of the line; a `: ` or a
+                // final `:` in it would make it a key (or an error).
+                let b = &line[off..];
+                let mut raw_end = b.len();
+                for (i, &c) in b.iter().enumerate() {
+                    if c == b'#' && i > 0 && b[i - 1] == b' ' {
+                        raw_end = i - 1;
+                        break;
+                    }
+                    if c == b':' && matches!(b.get(i + 1), None | Some(b' ')) {
+                        return None;
+                    }
                 }
+                let text = self.lines[li][off..off + raw_end].trim_end_matches(' ');
+                let end = text.len();
                 (self.scalar(self.pos(li, off), text, true)?, off + end)
             }
         };
