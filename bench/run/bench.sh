@@ -8,6 +8,9 @@
 #
 # Needs wrk and haproxy (apt-get install -y wrk haproxy). The app is `lameduck demo-app`
 # (axum, GET / -> "ok"); each proxy forwards to it over loopback with keep-alive.
+#
+# BASELINE_BIN=/path/to/an/older/lameduck adds its `run --proxy` (HTTP and TCP) as two more
+# targets, so a change is measured against what it replaces in the same run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-3}
@@ -24,6 +27,7 @@ bin=$target_dir/release/lameduck
 out=$(mktemp -d)
 base=$((20000 + RANDOM % 20000))
 app=$((base + 1)); ld_http=$((base + 2)); ld_tcp=$((base + 3)); hap_http=$((base + 4)); hap_tcp=$((base + 5))
+base_http=$((base + 6)); base_tcp=$((base + 7))
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -64,6 +68,12 @@ backend tcp_app
   server app 127.0.0.1:$app
 CFG
 haproxy -db -f "$out/haproxy.cfg" 2>"$out/haproxy.err" & pids+=($!)
+if [[ -n ${BASELINE_BIN:-} ]]; then
+  "$BASELINE_BIN" run --admin off --log warn --proxy "127.0.0.1:$base_http=127.0.0.1:$app" --protocol http \
+    -- sleep 1000000 2>"$out/base-http.err" & pids+=($!)
+  "$BASELINE_BIN" run --admin off --log warn --proxy "127.0.0.1:$base_tcp=127.0.0.1:$app" --protocol tcp \
+    -- sleep 1000000 2>"$out/base-tcp.err" & pids+=($!)
+fi
 
 declare -A url=(
   [direct]="http://127.0.0.1:$app/"
@@ -73,11 +83,17 @@ declare -A url=(
   [haproxy-tcp]="http://127.0.0.1:$hap_tcp/"
 )
 targets=(direct lameduck-http haproxy-http lameduck-tcp haproxy-tcp)
+if [[ -n ${BASELINE_BIN:-} ]]; then
+  url[baseline-http]="http://127.0.0.1:$base_http/"
+  url[baseline-tcp]="http://127.0.0.1:$base_tcp/"
+  targets+=(baseline-http baseline-tcp)
+fi
 for t in "${targets[@]}"; do
   for _ in $(seq 1 100); do curl -sf "${url[$t]}" >/dev/null && continue 2; sleep 0.05; done
   echo "$t did not come up; logs:" >&2; cat "$out"/*.err >&2; exit 1
 done
 
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for round in $(seq 1 "$rounds"); do
   n=${#targets[@]}
   for i in $(seq 0 $((n - 1))); do
@@ -99,6 +115,7 @@ for t in "${targets[@]}"; do rps[$t]=$(median "$out/$t.rps"); p99[$t]=$(median "
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 echo "wrk -t$threads -c$connections -d${seconds}s, $rounds rounds, medians; $(nproc) CPUs: $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | xargs)"
+echo "load average before: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| target | req/s | p99 (ms) | req/s vs direct |"
 echo "|---|---:|---:|---:|"
@@ -111,3 +128,8 @@ echo "|---|---:|---:|"
 for mode in http tcp; do
   echo "| $mode | $(ratio "${rps[lameduck-$mode]}" "${rps[haproxy-$mode]}") | $(ratio "${p99[lameduck-$mode]}" "${p99[haproxy-$mode]}") |"
 done
+if [[ -n ${BASELINE_BIN:-} ]]; then
+  for mode in http tcp; do
+    echo "| $mode (baseline) | $(ratio "${rps[baseline-$mode]}" "${rps[haproxy-$mode]}") | $(ratio "${p99[baseline-$mode]}" "${p99[haproxy-$mode]}") |"
+  done
+fi

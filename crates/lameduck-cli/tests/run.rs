@@ -478,45 +478,80 @@ fn upstream_connections_the_app_closes_are_replaced_without_failing_a_request() 
     let dir = TempDir::new("upstream-close");
     let (listen, app) = (free_addr(), TcpListener::bind("127.0.0.1:0").unwrap());
     let upstream = app.local_addr().unwrap();
-    // An app that answers one keep-alive request per connection and then closes it, as apps do
-    // when their idle timeout fires: every pooled connection goes stale after one use.
+    // An app with a short keep-alive timeout: it closes a connection idle for 200ms, so pooled
+    // connections go stale while the proxy still holds them.
     let served = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&served);
     std::thread::spawn(move || {
         for stream in app.incoming().take(200) {
             let Ok(mut stream) = stream else { continue };
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut request = Vec::new();
-            let mut buf = [0_u8; 1024];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => request.extend_from_slice(&buf[..n]),
+            let counter = Arc::clone(&counter);
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+                let mut pending = Vec::new();
+                let mut buf = [0_u8; 1024];
+                for _ in 0..1000 {
+                    let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match stream.read(&mut buf) {
+                            Ok(0) | Err(_) => return, // closed, or idle for 200ms
+                            Ok(n) => pending.extend_from_slice(&buf[..n]),
+                        }
+                        continue;
+                    };
+                    pending.drain(..end + 4);
+                    let n = counter.fetch_add(1, Ordering::SeqCst);
+                    let body = format!("n{n}");
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if stream.write_all(response.as_bytes()).is_err() {
+                        return;
+                    }
                 }
-            }
-            if request.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = counter.fetch_add(1, Ordering::SeqCst);
-                let body = format!("n{n}");
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(response.as_bytes());
-            }
+            });
         }
     });
     let proxy = proxy_arg(listen, upstream);
-    let mut wrapper = Wrapper::start(&dir, &["--proxy", &proxy, "--", "sleep", "30"]);
+    let mut wrapper = Wrapper::start(
+        &dir,
+        &[
+            "--proxy",
+            &proxy,
+            "--proxy-threads",
+            "1",
+            "--",
+            "sleep",
+            "30",
+        ],
+    );
     wrapper.wait_ready();
+    let check = |response: std::io::Result<run_support::Response>, what: &str| {
+        let response = response.unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(response.status, 200, "{what}: {}", response.body);
+        assert!(response.body.starts_with('n'), "{what}: {}", response.body);
+    };
     let mut conn = Conn::open(listen).unwrap();
     for i in 0..20 {
-        let response = conn.get("/").unwrap();
-        assert_eq!(response.status, 200, "request {i}: {}", response.body);
-        assert!(response.body.starts_with('n'), "{}", response.body);
+        check(conn.get("/"), &format!("sequential request {i}"));
+    }
+    // Ten requests at once take ten upstream connections, which all go stale together: the
+    // next request finds ten closed connections in the pool before it can send.
+    let mut conns: Vec<Conn> = (0..10).map(|_| Conn::open(listen).unwrap()).collect();
+    for round in 0..2 {
+        if round > 0 {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        for conn in &mut conns {
+            conn.send("/").unwrap();
+        }
+        for (i, conn) in conns.iter_mut().enumerate() {
+            check(conn.receive(), &format!("round {round}, request {i}"));
+        }
     }
     assert_eq!(
         served.load(Ordering::SeqCst),
-        20,
+        40,
         "each request reached the app once"
     );
     wrapper.signal(Signal::SIGTERM);

@@ -41,7 +41,8 @@ use tokio::time::Instant;
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(1);
 /// At most this many idle connections are kept; more are closed when they go idle.
 const MAX_IDLE: usize = 1024;
-/// How many connections one request tries before it fails (stale pooled ones are skipped).
+/// How often one request is sent again after a connection closed under it before it was written.
+/// Pooled connections found closed before sending do not count: the pool is bounded.
 const MAX_ATTEMPTS: usize = 4;
 
 /// Idle HTTP/1 connections to one upstream address, most recently used on top.
@@ -91,8 +92,10 @@ pub(crate) enum UpstreamError {
     Connect(#[source] io::Error),
     #[error(transparent)]
     Http(#[from] hyper::Error),
-    #[error("no usable connection after {MAX_ATTEMPTS} attempts")]
+    #[error("connections closed before the request could be sent, {MAX_ATTEMPTS} times")]
     Exhausted,
+    #[error("a new connection closed at once")]
+    NotReady,
 }
 
 impl Pool {
@@ -110,7 +113,9 @@ impl Pool {
         self: &Arc<Self>,
         mut req: Request<Incoming>,
     ) -> Result<Response<PooledBody>, UpstreamError> {
-        for _ in 0..MAX_ATTEMPTS {
+        let mut attempts = 0;
+        // Bounded: each turn drops a pooled connection (at most MAX_IDLE) or counts an attempt.
+        for _ in 0..MAX_IDLE + MAX_ATTEMPTS {
             let (mut upstream, fresh) = match self.take() {
                 Some(upstream) => (upstream, false),
                 None => (self.connect().await?, true),
@@ -127,6 +132,9 @@ impl Pool {
             })
             .await;
             if !ready {
+                if fresh {
+                    return Err(UpstreamError::NotReady);
+                }
                 continue;
             }
             let sent = upstream.sender.try_send_request(req);
@@ -149,7 +157,11 @@ impl Pool {
                 }
                 Err(mut error) => match error.take_message() {
                     // Not sent: the connection had closed under it. Try another.
-                    Some(unsent) => req = unsent,
+                    Some(unsent) if attempts + 1 < MAX_ATTEMPTS => {
+                        attempts += 1;
+                        req = unsent;
+                    }
+                    Some(_) => return Err(UpstreamError::Exhausted),
                     None => return Err(error.into_error().into()),
                 },
             }

@@ -253,6 +253,17 @@ impl Conn {
         self.read_response()
     }
 
+    /// Sends `GET path` without waiting for the response (read it with [`Conn::receive`]).
+    pub fn send(&mut self, path: &str) -> std::io::Result<()> {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
+        self.reader.get_mut().write_all(request.as_bytes())
+    }
+
+    /// Reads the response to a request sent with [`Conn::send`].
+    pub fn receive(&mut self) -> std::io::Result<Response> {
+        self.read_response()
+    }
+
     fn read_response(&mut self) -> std::io::Result<Response> {
         let eof = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed");
         let mut line = String::new();
