@@ -78,6 +78,9 @@ struct Flags {
     /// Load duration when --rollouts is 0.
     #[arg(long, value_name = "DURATION")]
     duration: Option<String>,
+    /// A request without a full response after this long fails with `timeout`.
+    #[arg(long, value_name = "DURATION")]
+    request_timeout: Option<String>,
     /// strategy.rollingUpdate.maxSurge (count or percentage).
     #[arg(long)]
     max_surge: Option<String>,
@@ -208,6 +211,9 @@ fn apply(args: &Flags, sc: &mut Scenario) -> Result<(), Failure> {
     }
     if let Some(v) = &args.duration {
         sc.load.duration = dur("duration", v)?;
+    }
+    if let Some(v) = &args.request_timeout {
+        sc.load.timeout = dur("request-timeout", v)?;
     }
     if let Some(v) = &args.max_surge {
         sc.max_surge = v.parse().map_err(|e| usage(format!("--max-surge: {e}")))?;

@@ -13,6 +13,7 @@ const BOTH: &str = "routers:\n  - kind: l4\n  - kind: l7\n";
 
 #[test]
 fn naive_app_loses_requests_in_l4_and_l7_mode() {
+    let _serial = serial();
     let dir = temp_dir("naive");
     let yaml = scenario(&naive(), BOTH, "uniform: {min: 0.5s, max: 3s}", "", 1);
     let r = verify_file(&dir, "naive.yaml", &yaml, &[]);
@@ -31,6 +32,7 @@ fn naive_app_loses_requests_in_l4_and_l7_mode() {
 
 #[test]
 fn naive_app_with_prestop_sleep_5_loses_only_pinned_l4_requests() {
+    let _serial = serial();
     let dir = temp_dir("sleep5");
     // Requests take 50 ms, so keep-alive connections are busy when the pod goes, as with wrk.
     let yaml = scenario(
@@ -65,6 +67,7 @@ fn naive_app_with_prestop_sleep_5_loses_only_pinned_l4_requests() {
 
 #[test]
 fn naive_app_with_prestop_sleep_5_loses_many_when_the_tail_exceeds_it() {
+    let _serial = serial();
     let dir = temp_dir("sleep5-tail");
     let yaml = scenario(
         &naive(),
@@ -87,6 +90,7 @@ fn naive_app_with_prestop_sleep_5_loses_many_when_the_tail_exceeds_it() {
 
 #[test]
 fn wrapped_app_loses_nothing_across_five_seeds() {
+    let _serial = serial();
     if !run_available() {
         return;
     }
@@ -131,6 +135,7 @@ fn wrapped_app_loses_nothing_across_five_seeds() {
 
 #[test]
 fn steady_load_without_rollout_has_no_failures() {
+    let _serial = serial();
     let dir = temp_dir("steady");
     let yaml = scenario(
         &naive(),
@@ -150,10 +155,18 @@ fn steady_load_without_rollout_has_no_failures() {
 
 #[test]
 fn demo_shows_bare_failures_and_wrapped_none() {
+    let _serial = serial();
     if !run_available() {
         return;
     }
-    let out = lameduck(&["verify", "--demo", "--json", "-q"]);
+    let out = lameduck(&[
+        "verify",
+        "--demo",
+        "--json",
+        "-q",
+        "--request-timeout",
+        "30s",
+    ]);
     let reports = parse_reports(&out);
     assert_eq!(reports.len(), 2);
     assert!(
@@ -172,6 +185,7 @@ fn demo_shows_bare_failures_and_wrapped_none() {
 
 #[test]
 fn flags_override_the_file_and_h2c_websocket_streaming_load_is_counted() {
+    let _serial = serial();
     let dir = temp_dir("kinds");
     let yaml = scenario(&naive(), "routers:\n  - kind: l4\n", "fixed: 2s", "", 1);
     let r = verify_file(
@@ -210,6 +224,7 @@ fn flags_override_the_file_and_h2c_websocket_streaming_load_is_counted() {
 
 #[test]
 fn bad_scenarios_and_commands_are_clear_errors() {
+    let _serial = serial();
     let dir = temp_dir("errors");
     let cases = [
         (
@@ -275,6 +290,7 @@ fn bad_scenarios_and_commands_are_clear_errors() {
 
 #[test]
 fn a_command_that_does_not_listen_times_out_with_a_clear_error() {
+    let _serial = serial();
     let dir = temp_dir("silent");
     let yaml =
         "command: [sleep, '30', '{port}']\nstartupTimeout: 2s\nreadinessProbe:\n  path: /healthz\n";
@@ -291,6 +307,7 @@ fn a_command_that_does_not_listen_times_out_with_a_clear_error() {
 
 #[test]
 fn kubelet_timeline_runs_prestop_exec_and_http_then_kills_at_the_grace() {
+    let _serial = serial();
     let dir = temp_dir("kubelet");
     let app = lameduck_bin();
     // preStop httpGet waits for a 1 s response; the app ignores SIGTERM, so SIGKILL ends it at
@@ -364,6 +381,7 @@ fn kubelet_timeline_runs_prestop_exec_and_http_then_kills_at_the_grace() {
 
 #[test]
 fn l7_retries_are_reported_separately() {
+    let _serial = serial();
     let dir = temp_dir("retry");
     let yaml = scenario(
         &naive(),

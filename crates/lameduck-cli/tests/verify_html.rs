@@ -32,6 +32,7 @@ fn chromium() -> Option<&'static str> {
 
 #[test]
 fn html_report_renders_timeline_in_headless_chromium() {
+    let _serial = serial();
     let Some(browser) = chromium() else { return };
     let dir = temp_dir("html");
     let yaml = scenario(

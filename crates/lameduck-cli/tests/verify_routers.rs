@@ -35,6 +35,7 @@ fn real_routers_installed() -> bool {
 
 #[test]
 fn real_routers_naive_app_loses_requests() {
+    let _serial = serial();
     if !real_routers_installed() {
         return;
     }
@@ -49,6 +50,7 @@ fn real_routers_naive_app_loses_requests() {
 
 #[test]
 fn real_routers_prestop_sleep_5_loses_none_at_3s_and_many_at_8s() {
+    let _serial = serial();
     if !real_routers_installed() {
         return;
     }
@@ -84,6 +86,7 @@ fn real_routers_prestop_sleep_5_loses_none_at_3s_and_many_at_8s() {
 
 #[test]
 fn real_routers_wrapped_app_loses_nothing() {
+    let _serial = serial();
     if !real_routers_installed() || !run_available() {
         return;
     }

@@ -640,9 +640,12 @@ impl Dispatcher {
     async fn run(mut self, first: Instant, interval: Duration, stop: CancellationToken) {
         let mut next = first;
         loop {
+            // Arrivals already due are sent even when the stop came meanwhile: a dispatcher that
+            // was starved of CPU catches up instead of silently dropping them.
             tokio::select! {
-                () = stop.cancelled() => return,
+                biased;
                 () = tokio::time::sleep_until(next) => {}
+                () = stop.cancelled() => return,
             }
             next += interval;
             let (path, kind) =

@@ -542,7 +542,7 @@ impl Default for Scenario {
                 connections: 8,
                 protocol: Protocol::Http1,
                 path: "/".into(),
-                timeout: Dur(Duration::from_secs(5)),
+                timeout: Dur(Duration::from_secs(10)),
                 warmup: Dur(Duration::from_secs(1)),
                 cooldown: Dur(Duration::from_secs(1)),
                 duration: Dur(Duration::from_secs(10)),

@@ -137,7 +137,17 @@ pub fn parse_reports(out: &Output) -> Vec<Value> {
 pub fn verify_file(dir: &Path, name: &str, yaml: &str, extra: &[&str]) -> Run {
     let path = dir.join(name);
     std::fs::write(&path, yaml).unwrap();
-    let mut args = vec!["verify", "--json", "-q", "-f", path.to_str().unwrap()];
+    // A generous request timeout: the verdicts are about lost requests, and a run on a busy
+    // 2-core machine can stall a few seconds.
+    let mut args = vec![
+        "verify",
+        "--json",
+        "-q",
+        "--request-timeout",
+        "30s",
+        "-f",
+        path.to_str().unwrap(),
+    ];
     args.extend_from_slice(extra);
     let out = lameduck(&args);
     let reports = parse_reports(&out);
@@ -182,4 +192,12 @@ pub fn run_available() -> bool {
         eprintln!("SKIPPED: `lameduck run` with --admin/--proxy is not built yet");
     }
     ok
+}
+
+/// Serializes the heavy tests of one test binary: each run already loads the 2 cores with its
+/// replicas, routers and load; two at once would starve both and measure the machine instead.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
