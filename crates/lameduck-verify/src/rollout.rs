@@ -93,6 +93,8 @@ pub(crate) struct PodState {
     pub pid: u32,
     pub command: String,
     pub log: PathBuf,
+    /// `LAMEDUCK_VERIFY_POD` of every process of this replica (inherited by its children).
+    marker: String,
     ready: AtomicBool,
     ready_at: Mutex<Option<Instant>>,
     published: AtomicBool,
@@ -156,6 +158,8 @@ pub(crate) struct Executor {
     propagator: Arc<Propagator>,
     directory: Arc<PodDirectory>,
     workdir: PathBuf,
+    /// Unique per run: the prefix of every replica's `LAMEDUCK_VERIFY_POD`.
+    token: String,
     pods: Vec<Arc<PodState>>,
     next_id: PodId,
     rng: Mutex<StdRng>,
@@ -171,12 +175,17 @@ impl Executor {
         workdir: PathBuf,
     ) -> Self {
         let rng = Mutex::new(StdRng::seed_from_u64(sc.seed.wrapping_add(0x5EED)));
+        let token = workdir.file_name().map_or_else(
+            || std::process::id().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         Self {
             sc,
             log,
             propagator,
             directory,
             workdir,
+            token,
             pods: Vec::new(),
             next_id: 0,
             rng,
@@ -227,6 +236,7 @@ impl Executor {
                 source: std::io::Error::other("empty command"),
             });
         };
+        let marker = format!("{}/{id}", self.token);
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args)
             .stdin(Stdio::null())
@@ -234,7 +244,7 @@ impl Executor {
             .stderr(err)
             .process_group(0)
             .env("PORT", port.to_string())
-            .env("LAMEDUCK_VERIFY_POD", id.to_string());
+            .env("LAMEDUCK_VERIFY_POD", &marker);
         for (k, v) in &self.sc.env {
             cmd.env(k, substitute(v, id, port, admin_port, app_port));
         }
@@ -252,6 +262,7 @@ impl Executor {
             pid,
             command,
             log,
+            marker,
             ready: AtomicBool::new(false),
             ready_at: Mutex::new(None),
             published: AtomicBool::new(false),
@@ -279,9 +290,7 @@ impl Executor {
                     _ => "unknown status".into(),
                 });
             // The container's PID namespace goes with its PID 1.
-            if let Ok(pid) = i32::try_from(p.pid) {
-                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-            }
+            kill_all(&p).await;
             p.exited.store(true, Ordering::SeqCst);
             p.changed.notify_waiters();
         });
@@ -463,11 +472,7 @@ impl Executor {
     /// Kills every replica still running (end of the run; not part of the timeline).
     pub async fn teardown(&self) {
         for p in &self.pods {
-            if !p.has_exited()
-                && let Ok(pid) = i32::try_from(p.pid)
-            {
-                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-            }
+            kill_all(p).await;
         }
         let until = Instant::now() + Duration::from_secs(5);
         for p in &self.pods {
@@ -519,10 +524,8 @@ impl Kubelet {
             );
         }
         if !pod.wait_exit(deadline).await {
-            if let Ok(pid) = i32::try_from(pod.pid) {
-                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-            }
             self.log.push(Some(pod.id), None, EventKind::Killed);
+            kill_all(pod).await;
             pod.wait_exit(Instant::now() + Duration::from_secs(10))
                 .await;
         }
@@ -666,4 +669,40 @@ fn tail(path: &Path) -> String {
             path.display()
         )
     }
+}
+
+/// Kills every process of `pod`, as the end of its container's PID namespace would: its process
+/// group, and every process that carries its `LAMEDUCK_VERIFY_POD` marker (children that made
+/// their own process group, such as the app under `lameduck run`). Each by its PID.
+async fn kill_all(pod: &PodState) {
+    if let Ok(pid) = i32::try_from(pod.pid)
+        && !pod.has_exited()
+    {
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    let marker = format!("LAMEDUCK_VERIFY_POD={}", pod.marker);
+    let pids = tokio::task::spawn_blocking(move || marked_processes(&marker))
+        .await
+        .unwrap_or_default();
+    for pid in pids {
+        let _ = killpg(pid, Signal::SIGKILL);
+        let _ = kill(pid, Signal::SIGKILL);
+    }
+}
+
+/// PIDs whose environment holds exactly `entry` (this process excluded).
+fn marked_processes(entry: &str) -> Vec<Pid> {
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == entry.as_bytes()))
+        })
+        .filter_map(|pid| i32::try_from(pid).ok().map(Pid::from_raw))
+        .collect()
 }

@@ -35,7 +35,7 @@ pub enum VerifyError {
         #[source]
         source: std::io::Error,
     },
-    /// Interrupted (SIGINT); every replica and router was ended.
+    /// Interrupted (SIGINT or SIGTERM); every replica and router was ended.
     #[error("interrupted")]
     Interrupted,
     /// Requests were lost by the testbed itself: started ≠ ok + failed.
@@ -143,7 +143,7 @@ pub async fn run(sc: Scenario, opts: RunOptions) -> Result<Report, VerifyError> 
     // Ctrl-C must not leave replicas behind: they run in their own process groups.
     let result = tokio::select! {
         r = drive(&sc, &opts, &mut exec, &routers, &propagator, &directory, &log) => r,
-        _ = tokio::signal::ctrl_c() => Err(VerifyError::Interrupted),
+        () = interrupted() => Err(VerifyError::Interrupted),
     };
     exec.teardown().await;
     for r in &routers {
@@ -308,4 +308,19 @@ fn cpu_seconds() -> f64 {
         let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
         t(u.user_time()) + t(u.system_time())
     })
+}
+
+/// Resolves on SIGINT or SIGTERM (a Ctrl-C, `timeout`, a CI job being cancelled).
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
 }

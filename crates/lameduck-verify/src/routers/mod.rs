@@ -269,14 +269,22 @@ impl Router {
         if matches!(self, Self::L4(_) | Self::L7(_)) {
             return;
         }
-        for _ in 0..100 {
+        // Several in a row: nginx applies each add with a reload, and a worker of an older
+        // generation may still answer the first ones.
+        let mut ok = 0;
+        for _ in 0..200 {
             if crate::rollout::http_get(self.addr().port(), path, Duration::from_millis(500))
                 .await
                 .is_ok()
             {
-                return;
+                ok += 1;
+                if ok >= 20 {
+                    return;
+                }
+            } else {
+                ok = 0;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
