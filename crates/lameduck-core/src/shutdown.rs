@@ -95,6 +95,17 @@ impl Shutdown {
         &self.force_close
     }
 
+    /// The deadlines of the running shutdown, once draining started (`None` before).
+    ///
+    /// The one place the plan is derived from the lifecycle, so logs, metrics, the watchdog and
+    /// the `run` supervisor agree on every deadline.
+    pub fn plan(&self) -> Option<BudgetPlan> {
+        let snapshot = self.lifecycle.snapshot();
+        let started = snapshot.entered(Phase::Draining)?;
+        let trigger = snapshot.trigger.unwrap_or(Trigger::Programmatic);
+        Some(BudgetPlan::new(self.config.settings(), &trigger, started))
+    }
+
     /// Waits for the drain to start, then drives Draining → Closing → Stopped within the budget.
     ///
     /// # Guarantees
@@ -104,13 +115,15 @@ impl Shutdown {
     pub async fn run(&self) -> ShutdownReport {
         let lifecycle = &self.lifecycle;
         lifecycle.reached(Phase::Draining).await;
-        let snapshot = lifecycle.snapshot();
-        let trigger = snapshot.trigger.clone().unwrap_or(Trigger::Programmatic);
-        let drain_started = snapshot
-            .entered(Phase::Draining)
-            .unwrap_or_else(Instant::now);
+        let trigger = lifecycle
+            .snapshot()
+            .trigger
+            .unwrap_or(Trigger::Programmatic);
         let settings = self.config.settings();
-        let plan = BudgetPlan::new(settings, &trigger, drain_started);
+        // Draining was reached above, so the plan exists.
+        let plan = self
+            .plan()
+            .unwrap_or_else(|| BudgetPlan::new(settings, &trigger, Instant::now()));
         tracing::info!(
             %trigger,
             grace = ?settings.grace,

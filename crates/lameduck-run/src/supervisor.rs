@@ -4,7 +4,6 @@ use std::ffi::OsString;
 use std::time::Duration;
 
 use lameduck::{Builder, Lameduck, Phase};
-use lameduck_core::{BudgetPlan, Trigger};
 use lameduck_proxy::{Protocol, ProxySpec, UpstreamProtocol};
 use nix::sys::prctl;
 use nix::sys::signal::{Signal, killpg};
@@ -168,12 +167,12 @@ fn supervise(lameduck: &Lameduck, pid: Pid, stop_signal: Signal, reaped: Reaped)
         }
         let force = shutdown.force_close();
         let settings = shutdown.config().settings();
-        let snapshot = shutdown.lifecycle().snapshot();
         let closing_at = Instant::now();
-        let trigger = snapshot.trigger.clone().unwrap_or(Trigger::Programmatic);
-        let plan = BudgetPlan::new(settings, &trigger, snapshot.entered(Phase::Draining).unwrap_or(closing_at));
+        let force_close_at = shutdown
+            .plan()
+            .map_or(closing_at + settings.close_timeout, |plan| plan.force_close_at);
         // In-flight work finishes first, but the app keeps at least half the close timeout.
-        let stop_by = (closing_at + settings.close_timeout / 2).min(plan.force_close_at);
+        let stop_by = (closing_at + settings.close_timeout / 2).min(force_close_at);
         // Idle proxied connections are closed `idle_grace` into Closing; what is left after that
         // and has no request in flight is an upgraded tunnel the app itself must close.
         let settled_at = closing_at + settings.idle_grace + Duration::from_millis(50);

@@ -34,7 +34,6 @@ pub struct Child {
     lines: Receiver<String>,
     stdout: Vec<String>,
     stderr: Arc<Mutex<String>>,
-    started: Instant,
 }
 
 impl Child {
@@ -86,7 +85,6 @@ impl Child {
             lines,
             stdout: Vec::new(),
             stderr,
-            started: Instant::now(),
         })
     }
 
@@ -143,11 +141,6 @@ impl Child {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-    }
-
-    /// Time since the spawn.
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
     }
 
     /// Everything the child wrote to stderr so far.

@@ -1,6 +1,6 @@
 //! `/metrics`: the lifecycle and the drain as Prometheus text.
 
-use lameduck_core::{BudgetPlan, Phase, Trigger};
+use lameduck_core::Phase;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -119,9 +119,7 @@ pub(crate) fn render(lameduck: &Lameduck) -> String {
     }
     registry.register("config_seconds", "Drain settings in effect", config);
 
-    if let Some(started) = snapshot.entered(Phase::Draining) {
-        let trigger = snapshot.trigger.clone().unwrap_or(Trigger::Programmatic);
-        let plan = BudgetPlan::new(settings, &trigger, started);
+    if let (Some(plan), Some(started)) = (shutdown.plan(), snapshot.entered(Phase::Draining)) {
         let budget = Family::<NameLabel, FloatGauge>::default();
         for (name, at) in [
             ("drain_deadline", plan.drain_deadline),

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use lameduck_core::{BudgetPlan, Phase, Shutdown, Trigger};
+use lameduck_core::{Phase, Shutdown};
 
 /// Once draining starts, arms a thread that exits the process shortly after the plan's
 /// `exit_by` (half the safety margin later, at most 1 s), still before SIGKILL.
@@ -12,13 +12,8 @@ pub(crate) fn arm_when_draining(shutdown: Shutdown) {
     tokio::spawn(async move {
         let lifecycle = shutdown.lifecycle();
         lifecycle.reached(Phase::Draining).await;
-        let snapshot = lifecycle.snapshot();
+        let Some(plan) = shutdown.plan() else { return };
         let settings = shutdown.config().settings();
-        let trigger = snapshot.trigger.clone().unwrap_or(Trigger::Programmatic);
-        let Some(started) = snapshot.entered(Phase::Draining) else {
-            return;
-        };
-        let plan = BudgetPlan::new(settings, &trigger, started);
         let slack = (settings.safety_margin / 2).min(Duration::from_secs(1));
         let deadline = plan.exit_by.into_std() + slack;
         let spawned = std::thread::Builder::new()

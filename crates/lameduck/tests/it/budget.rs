@@ -30,9 +30,11 @@ async fn with_no_traffic_the_wait_is_the_larger_of_min_wait_and_quiet_window() {
     let stopped = app.stopped_line();
     assert!(stopped.starts_with("drain ended by quiet"), "{stopped}");
     let waited = waited(&stopped);
+    // Not cut at min_wait (0.5 s): the quiet window, counted from the drain start, decides;
+    // and it ended by quiet (above), not at max_wait.
     assert!(
-        (1.5..3.0).contains(&waited),
-        "waited {waited}s, expected about 1.5s"
+        waited >= 1.5,
+        "waited {waited}s, less than the quiet window"
     );
     assert_eq!(app.exit_code(Duration::from_secs(10)), 0);
 }

@@ -144,17 +144,6 @@ async fn connection_that_never_sends_a_byte_is_closed_after_its_grace() {
     let stopped = app.stopped_line();
     // Closed by the first-byte grace, not by the forced close at the deadline.
     assert!(stopped.ends_with("forced connections 0"), "{stopped}");
-    let closing: f64 = stopped
-        .split("closing took ")
-        .nth(1)
-        .and_then(|s| s.split('s').next())
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(
-        closing < 8.0,
-        "closing took {closing}s: the silent connection held it"
-    );
     use tokio::io::AsyncReadExt;
     let mut buf = [0_u8; 1];
     let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf))
