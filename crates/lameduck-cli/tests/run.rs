@@ -25,6 +25,36 @@ fn proxy_arg(listen: SocketAddr, upstream: SocketAddr) -> String {
     format!("{listen}={upstream}")
 }
 
+/// `lameduck run --proxy` in front of the demo app, with a drain wait long enough (1.5 s) to
+/// act during it; returns the wrapper, ready, and the proxy's address.
+fn start_proxied_demo_app(dir: &TempDir) -> (Wrapper, SocketAddr) {
+    let (listen, upstream) = (free_addr(), free_addr());
+    let proxy = proxy_arg(listen, upstream);
+    let up = upstream.to_string();
+    let mut wrapper = Wrapper::start(
+        dir,
+        &[
+            "--proxy",
+            &proxy,
+            "--grace",
+            "6",
+            "--min-wait",
+            "1500ms",
+            "--quiet-window",
+            "300ms",
+            "--close-timeout",
+            "2s",
+            "--",
+            LAMEDUCK,
+            "demo-app",
+            "--listen",
+            &up,
+        ],
+    );
+    wrapper.wait_ready();
+    (wrapper, listen)
+}
+
 #[test]
 fn naive_app_answers_through_the_drain_and_is_stopped_after_it() {
     let dir = TempDir::new("naive");
@@ -329,30 +359,7 @@ fn an_app_ignoring_the_stop_signal_is_killed_within_the_budget() {
 #[test]
 fn keep_alive_clients_get_connection_close_while_draining() {
     let dir = TempDir::new("keepalive");
-    let (listen, upstream) = (free_addr(), free_addr());
-    let proxy = proxy_arg(listen, upstream);
-    let up = upstream.to_string();
-    let mut wrapper = Wrapper::start(
-        &dir,
-        &[
-            "--proxy",
-            &proxy,
-            "--grace",
-            "6",
-            "--min-wait",
-            "1500ms",
-            "--quiet-window",
-            "300ms",
-            "--close-timeout",
-            "2s",
-            "--",
-            LAMEDUCK,
-            "demo-app",
-            "--listen",
-            &up,
-        ],
-    );
-    wrapper.wait_ready();
+    let (mut wrapper, listen) = start_proxied_demo_app(&dir);
     let mut conn = Conn::open(listen).unwrap();
     let before = conn.get("/").unwrap();
     assert_eq!(before.status, 200);
@@ -392,30 +399,7 @@ fn keep_alive_clients_get_connection_close_while_draining() {
 #[test]
 fn h2c_and_websocket_pass_through_and_h2_gets_goaway_while_draining() {
     let dir = TempDir::new("h2ws");
-    let (listen, upstream) = (free_addr(), free_addr());
-    let proxy = proxy_arg(listen, upstream);
-    let up = upstream.to_string();
-    let mut wrapper = Wrapper::start(
-        &dir,
-        &[
-            "--proxy",
-            &proxy,
-            "--grace",
-            "6",
-            "--min-wait",
-            "1500ms",
-            "--quiet-window",
-            "300ms",
-            "--close-timeout",
-            "2s",
-            "--",
-            LAMEDUCK,
-            "demo-app",
-            "--listen",
-            &up,
-        ],
-    );
-    wrapper.wait_ready();
+    let (mut wrapper, listen) = start_proxied_demo_app(&dir);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
