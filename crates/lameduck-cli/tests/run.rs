@@ -31,7 +31,7 @@ fn start_proxied_demo_app(dir: &TempDir) -> (Wrapper, SocketAddr) {
     let (listen, upstream) = (free_addr(), free_addr());
     let proxy = proxy_arg(listen, upstream);
     let up = upstream.to_string();
-    let mut wrapper = Wrapper::start(
+    let wrapper = Wrapper::start(
         dir,
         &[
             "--proxy",
