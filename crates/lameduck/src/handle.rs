@@ -245,11 +245,13 @@ impl Lameduck {
         self.inner.shutdown.tasks().spawn(name, task)
     }
 
-    /// Serves HTTP/1.1 and HTTP/2 (h2c) on `listener` until the shutdown finished.
-    pub fn serve<S, B>(&self, listener: TcpListener, service: S) -> Serve<S, B>
+    /// Serves HTTP/1.1 and HTTP/2 (h2c) on `listener` (a [`TcpListener`], or any
+    /// [`Listener`](crate::Listener)) until the shutdown finished.
+    pub fn serve<S, B, L>(&self, listener: L, service: S) -> Serve<S, B, L>
     where
         S: HttpService<B>,
         B: ResponseBody,
+        L: crate::Listener,
     {
         self.start();
         Serve::new(self.clone(), listener, service)

@@ -13,21 +13,26 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::io::{ConnIo, ConnState};
 use super::service::Tracked;
-use super::{HttpService, Protocol, ResponseBody, Shared};
+use super::{HttpService, PeerAddr, Protocol, ResponseBody, Shared};
 
 /// Serves one accepted connection until it ends, is closed by the drain, or is forced.
-pub(crate) async fn drive<S, B>(
+///
+/// `tracked` (the shutdown's count of open connections, and the listener's guard) lives in the
+/// socket wrapper, so an upgraded connection stays counted after hyper hands it over.
+pub(crate) async fn drive<S, B, G>(
     shared: Arc<Shared>,
     stream: TcpStream,
-    tracked: TaskTrackerToken,
+    tracked: (TaskTrackerToken, G),
     service: S,
 ) where
     S: HttpService<B>,
     B: ResponseBody,
+    G: Send + Sync + 'static,
 {
     let lameduck = &shared.lameduck;
     let settings = lameduck.shutdown().config().settings();
     let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok().map(PeerAddr);
     // A second handle on the socket, so the forced close can shut it even after an upgrade
     // has moved the stream into a WebSocket handler's hands.
     let (stream, killer) = match split_killer(stream) {
@@ -45,6 +50,7 @@ pub(crate) async fn drive<S, B>(
         body: std::marker::PhantomData,
         conn: Arc::clone(&state),
         shared: Arc::clone(&shared),
+        peer,
     };
     let conn = shared
         .builder

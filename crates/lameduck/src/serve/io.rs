@@ -155,7 +155,18 @@ pin_project! {
         stream: TcpStream,
         state: Arc<ConnState>,
         _tracked: TaskTrackerToken,
+        _guard: ListenerGuard,
         _dropped: IoDropped,
+    }
+}
+
+/// The [`Listener::Guard`](super::Listener::Guard) of the connection (boxing a `()` does not
+/// allocate).
+struct ListenerGuard(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl std::fmt::Debug for ListenerGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ListenerGuard")
     }
 }
 
@@ -171,12 +182,17 @@ impl Drop for IoDropped {
 }
 
 impl ConnIo {
-    pub(crate) fn new(stream: TcpStream, state: Arc<ConnState>, tracked: TaskTrackerToken) -> Self {
+    pub(crate) fn new<G: Send + Sync + 'static>(
+        stream: TcpStream,
+        state: Arc<ConnState>,
+        (tracked, guard): (TaskTrackerToken, G),
+    ) -> Self {
         let dropped = IoDropped(Arc::clone(&state));
         Self {
             stream,
             state,
             _tracked: tracked,
+            _guard: ListenerGuard(Box::new(guard)),
             _dropped: dropped,
         }
     }

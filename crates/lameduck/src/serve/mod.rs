@@ -14,6 +14,7 @@ mod body;
 mod broadcast;
 mod conn;
 mod io;
+mod listener;
 mod service;
 mod stats;
 
@@ -27,9 +28,9 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use lameduck_core::{Phase, ShutdownReport};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use listener::{Listener, is_per_connection};
 pub(crate) use stats::ConnStats;
 pub use stats::Protocol;
 
@@ -99,27 +100,32 @@ impl ClosingSignal {
     }
 }
 
+/// Put in every request's extensions: the address of the client's end of the connection.
+///
+/// With axum: `Extension(lameduck::PeerAddr(addr)): Extension<lameduck::PeerAddr>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
 /// The future returned by [`Lameduck::serve`]: accepts until Closing, resolves once stopped.
 #[must_use = "a Serve does nothing until awaited"]
-pub struct Serve<S, B> {
+pub struct Serve<S, B, L = tokio::net::TcpListener> {
     body: std::marker::PhantomData<fn() -> B>,
     lameduck: Lameduck,
-    listener: TcpListener,
+    listener: L,
     service: S,
     auto_ready: bool,
 }
 
-impl<S, B> std::fmt::Debug for Serve<S, B> {
+impl<S, B, L> std::fmt::Debug for Serve<S, B, L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Serve")
-            .field("listener", &self.listener)
             .field("auto_ready", &self.auto_ready)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
-impl<S, B> Serve<S, B> {
-    pub(crate) fn new(lameduck: Lameduck, listener: TcpListener, service: S) -> Self {
+impl<S, B, L> Serve<S, B, L> {
+    pub(crate) fn new(lameduck: Lameduck, listener: L, service: S) -> Self {
         Self {
             body: std::marker::PhantomData,
             lameduck,
@@ -145,10 +151,11 @@ pub(crate) struct Shared {
     pub(crate) broadcast: Arc<broadcast::Broadcast>,
 }
 
-impl<S, B> IntoFuture for Serve<S, B>
+impl<S, B, L> IntoFuture for Serve<S, B, L>
 where
     S: HttpService<B>,
     B: ResponseBody,
+    L: Listener,
 {
     type Output = Result<ShutdownReport, Error>;
     type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
@@ -158,7 +165,7 @@ where
     }
 }
 
-impl<S, B> Serve<S, B> {
+impl<S, B, L: Listener> Serve<S, B, L> {
     async fn run(self) -> Result<ShutdownReport, Error>
     where
         S: HttpService<B>,
@@ -166,14 +173,18 @@ impl<S, B> Serve<S, B> {
     {
         let Serve {
             lameduck,
-            listener,
+            mut listener,
             service,
             auto_ready,
             ..
         } = self;
         let shared = Arc::new(Shared {
             closing: ClosingSignal(lameduck.closing_token()),
-            builder: auto::Builder::new(TokioExecutor::new()),
+            builder: {
+                let mut builder = auto::Builder::new(TokioExecutor::new());
+                builder.http1().writev(false);
+                builder
+            },
             lameduck: lameduck.clone(),
             broadcast: Arc::default(),
         });
@@ -191,7 +202,7 @@ impl<S, B> Serve<S, B> {
                 accepted = listener.accept() => accepted,
             };
             match accepted {
-                Ok((stream, _peer)) => {
+                Ok((stream, guard)) => {
                     shutdown.activity().record_arrival();
                     // The token (not the task) is what Closing waits for: it lives in the
                     // socket wrapper, so an upgraded connection stays counted after hyper
@@ -200,7 +211,7 @@ impl<S, B> Serve<S, B> {
                     tokio::spawn(conn::drive(
                         Arc::clone(&shared),
                         stream,
-                        tracked,
+                        (tracked, guard),
                         service.clone(),
                     ));
                 }
@@ -215,13 +226,4 @@ impl<S, B> Serve<S, B> {
         drop(listener);
         Ok(lameduck.stopped().await)
     }
-}
-
-/// Errors that concern only the connection being accepted, not the listener.
-fn is_per_connection(error: &std::io::Error) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(
-        error.kind(),
-        ConnectionRefused | ConnectionAborted | ConnectionReset
-    )
 }

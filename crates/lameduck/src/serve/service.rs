@@ -13,15 +13,16 @@ use tower::ServiceExt;
 
 use super::body::{RequestGuard, TrackedBody};
 use super::io::ConnState;
-use super::{HttpService, Protocol, ResponseBody, Shared};
+use super::{HttpService, PeerAddr, Protocol, ResponseBody, Shared};
 
-/// Counts the request, hands the handler its [`super::ClosingSignal`], and from Draining on asks
-/// HTTP/1 clients to close the connection after the response.
+/// Counts the request, hands the handler its [`super::ClosingSignal`] and [`PeerAddr`], and from
+/// Draining on asks HTTP/1 clients to close the connection after the response.
 pub(crate) struct Tracked<S, B> {
     pub(crate) inner: S,
     pub(crate) body: PhantomData<fn() -> B>,
     pub(crate) conn: Arc<ConnState>,
     pub(crate) shared: Arc<Shared>,
+    pub(crate) peer: Option<PeerAddr>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -50,6 +51,9 @@ where
         };
         self.conn.set_protocol(Protocol::Pending, protocol);
         req.extensions_mut().insert(self.shared.closing.clone());
+        if let Some(peer) = self.peer {
+            req.extensions_mut().insert(peer);
+        }
         let shared = Arc::clone(&self.shared);
         let conn = Arc::clone(&self.conn);
         let response = self.inner.clone().oneshot(req);
@@ -74,6 +78,7 @@ impl<S: Clone, B> Clone for Tracked<S, B> {
             body: PhantomData,
             conn: Arc::clone(&self.conn),
             shared: Arc::clone(&self.shared),
+            peer: self.peer,
         }
     }
 }
