@@ -109,9 +109,11 @@ impl FromStr for UpstreamProtocol {
 /// Forwards requests to one upstream address: the app, on loopback.
 ///
 /// - Hop-by-hop headers are dropped both ways; `Host` is kept, so the app sees what it saw
-///   before the proxy was put in front of it.
+///   before the proxy was put in front of it, and the client's address (the request's
+///   [`lameduck::PeerAddr`]) is appended to `X-Forwarded-For`.
 /// - Upgrades (WebSocket) are passed through: after the app answers 101, the two upgraded
-///   connections are spliced until either side closes or `force_close` fires.
+///   connections are spliced until either side closes or `force_close` fires. A WebSocket
+///   the app leaves open when it stops gets a `1001 Going Away` close frame from the proxy.
 /// - An unreachable app or a failed upstream exchange becomes `502 Bad Gateway`.
 ///
 /// Phase behaviour (`Connection: close`, GOAWAY, idle close) is not here: serve this service
@@ -198,7 +200,11 @@ impl tower::Service<Request<Incoming>> for Forward {
 
 impl Inner {
     async fn forward(&self, mut req: Request<Incoming>) -> Response<ForwardBody> {
+        if let Some(lameduck::PeerAddr(peer)) = req.extensions().get().copied() {
+            headers::forwarded_for(req.headers_mut(), peer.ip());
+        }
         let upgrade = req.version() < Version::HTTP_2 && headers::wants_upgrade(req.headers());
+        let websocket = upgrade && headers::upgrades_to_websocket(req.headers());
         let downstream = upgrade.then(|| hyper::upgrade::on(&mut req));
         let h2 = match self.protocol {
             UpstreamProtocol::Same => req.version() == Version::HTTP_2,
@@ -278,7 +284,7 @@ impl Inner {
             match downstream {
                 Some(downstream) => {
                     let upstream = hyper::upgrade::on(&mut response);
-                    tunnel::spawn(downstream, upstream, self.force_close.clone());
+                    tunnel::spawn(downstream, upstream, websocket, self.force_close.clone());
                 }
                 None => {
                     return reply(

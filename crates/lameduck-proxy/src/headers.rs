@@ -1,4 +1,8 @@
-//! Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, so a proxy drops them.
+//! The headers a proxy changes: hop-by-hop ones (RFC 9110 §7.6.1) describe one connection, so
+//! they are dropped; `X-Forwarded-For` gets the client's address, which the app no longer sees
+//! as its peer.
+
+use std::net::IpAddr;
 
 use http::HeaderMap;
 use http::header::{self, HeaderName, HeaderValue};
@@ -72,6 +76,32 @@ pub(crate) fn wants_upgrade(headers: &HeaderMap) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
+/// Whether the upgrade asked for is to WebSocket.
+pub(crate) fn upgrades_to_websocket(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+}
+
+/// Appends `client` to `X-Forwarded-For` (one comma-separated field, as nginx and Envoy write it).
+pub(crate) fn forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
+    let client = client.to_string();
+    let mut earlier = headers.get_all(X_FORWARDED_FOR).iter().peekable();
+    let value = if earlier.peek().is_none() {
+        HeaderValue::from_str(&client)
+    } else {
+        let mut chain: Vec<&[u8]> = earlier.map(HeaderValue::as_bytes).collect();
+        chain.push(client.as_bytes());
+        HeaderValue::from_bytes(&chain.join(&b", "[..]))
+    };
+    // An IP address and valid field values joined by ", " always make a valid value.
+    if let Ok(value) = value {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +146,19 @@ mod tests {
         let mut h = map(&[("connection", "upgrade"), ("upgrade", "websocket")]);
         strip(&mut h, false);
         assert!(h.is_empty());
+    }
+
+    #[test]
+    fn the_client_address_is_appended_to_one_forwarded_for_field() {
+        let mut h = HeaderMap::new();
+        forwarded_for(&mut h, "10.1.2.3".parse().unwrap());
+        assert_eq!(h["x-forwarded-for"], "10.1.2.3");
+        let mut h = map(&[
+            ("x-forwarded-for", "203.0.113.9, 10.0.0.1"),
+            ("x-forwarded-for", "10.0.0.2"),
+        ]);
+        forwarded_for(&mut h, "::1".parse().unwrap());
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 10.0.0.1, 10.0.0.2, ::1");
     }
 }

@@ -8,9 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use lameduck::{Listener, is_per_connection};
 use lameduck_core::{InFlightGuard, Phase, Shutdown};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until};
 
 /// How long connecting to the app may take before the client's connection is closed.
@@ -19,7 +20,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Accepts on `listener` until Closing and splices every connection to `upstream`.
 ///
 /// Each connection counts as one arrival and stays "in flight" for the shutdown core while it
-/// is open (bytes carry no request boundaries), and is tracked by `shutdown.connections()`.
+/// is open (bytes carry no request boundaries), and is tracked by `shutdown.connections()`;
+/// the listener's guard lives as long as the connection.
 ///
 /// # Guarantees
 /// - Stops accepting when the lifecycle reaches Closing (the listener is dropped on return).
@@ -28,7 +30,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// - At the forced close every spliced connection is dropped.
 ///
 /// Returns when Closing starts; the connections live on in their tracked tasks.
-pub async fn serve_tcp(shutdown: Shutdown, listener: TcpListener, upstream: SocketAddr) {
+pub async fn serve_tcp<L: Listener>(shutdown: Shutdown, mut listener: L, upstream: SocketAddr) {
     let closing = shutdown.lifecycle().clone();
     let closing = closing.reached(Phase::Closing);
     tokio::pin!(closing);
@@ -39,10 +41,13 @@ pub async fn serve_tcp(shutdown: Shutdown, listener: TcpListener, upstream: Sock
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((stream, _peer)) => {
-                let guard = shutdown.activity().start_request();
-                let connection = splice(shutdown.clone(), stream, upstream, guard);
-                shutdown.connections().spawn(connection);
+            Ok((stream, listener_guard)) => {
+                let in_flight = shutdown.activity().start_request();
+                let connection = splice(shutdown.clone(), stream, upstream, in_flight);
+                shutdown.connections().spawn(async move {
+                    connection.await;
+                    drop(listener_guard);
+                });
             }
             Err(error) if is_per_connection(&error) => {}
             Err(error) => {
@@ -118,15 +123,6 @@ async fn splice(
             () = sleep_until(wake_at.unwrap_or_else(Instant::now)), if wake_at.is_some() => {}
         }
     }
-}
-
-/// Errors that concern only the connection being accepted, not the listener.
-fn is_per_connection(error: &io::Error) -> bool {
-    use io::ErrorKind::*;
-    matches!(
-        error.kind(),
-        ConnectionRefused | ConnectionAborted | ConnectionReset
-    )
 }
 
 /// When a byte last moved on a connection, in either direction.
