@@ -15,6 +15,7 @@
 //! The lifecycle, budget and drain wait are the shared core (`lameduck-core`), driven through
 //! the `lameduck` library handle; the optional drain proxy is `lameduck-proxy`.
 
+mod balance;
 mod child;
 mod error;
 mod probe;

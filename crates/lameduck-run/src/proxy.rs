@@ -6,8 +6,10 @@
 //! with a single-threaded runtime of its own. Each shard has a listening socket of its own on
 //! the one address (`SO_REUSEPORT`: the kernel spreads new connections evenly; a shared socket
 //! let whichever thread woke first take nearly all of them) and keeps each connection, and its
-//! upstream connections, on its own thread. All shards share the one lifecycle, so the drain
-//! behaviour is the same whichever shard a connection landed on.
+//! upstream connections, on its own thread, unless the kernel's spread left it two connections
+//! ahead of another shard: then it passes the next one over (see [`crate::balance`]). All
+//! shards share the one lifecycle, so the drain behaviour is the same whichever shard a
+//! connection landed on.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -17,6 +19,7 @@ use lameduck_proxy::{Forward, Protocol, serve_tcp};
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::RunError;
+use crate::balance::{Balancer, Seat};
 use crate::supervisor::{ProxyConfig, error_text};
 
 /// How many connections may wait for `accept` on each shard's socket.
@@ -55,21 +58,22 @@ pub(crate) fn start(
     listeners: Vec<StdListener>,
     proxy: ProxyConfig,
 ) -> Result<(), RunError> {
-    let mut listeners = listeners.into_iter();
-    let Some(first) = listeners.next() else {
+    let seats = Balancer::seats(listeners.len());
+    let mut shards = listeners.into_iter().zip(seats);
+    let Some(first) = shards.next() else {
         return Ok(());
     };
-    for (shard, listener) in (1..).zip(listeners) {
+    for (number, shard) in (1..).zip(shards) {
         let lameduck = lameduck.clone();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(RunError::ProxyThread)?;
         std::thread::Builder::new()
-            .name(format!("lameduck-proxy-{shard}"))
+            .name(format!("lameduck-proxy-{number}"))
             .spawn(move || {
                 runtime.block_on(async move {
-                    serve(lameduck.clone(), listener, proxy).await;
+                    serve(lameduck.clone(), shard, proxy).await;
                     // Spliced and upgraded connections live in this runtime's tasks.
                     lameduck.stopped().await;
                 });
@@ -81,9 +85,9 @@ pub(crate) fn start(
 }
 
 /// One shard: an accept loop until Closing (HTTP: and until stopped).
-async fn serve(lameduck: Lameduck, listener: StdListener, proxy: ProxyConfig) {
+async fn serve(lameduck: Lameduck, (listener, seat): (StdListener, Seat), proxy: ProxyConfig) {
     let listener = match TcpListener::from_std(listener) {
-        Ok(listener) => listener,
+        Ok(listener) => seat.listen(listener),
         Err(error) => {
             tracing::error!(%error, "drain proxy shard cannot register its listener");
             return;

@@ -9,7 +9,7 @@ use nix::sys::prctl;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::time::{Instant, sleep, timeout};
+use tokio::time::{Instant, sleep, sleep_until, timeout};
 
 use crate::probe::{self, Target};
 use crate::reaper::{self, Reaped};
@@ -17,7 +17,8 @@ use crate::{ChildExit, ForwardTo, RunError, child, proxy, signals};
 
 /// How long a readiness check of the app may take.
 const READY_TIMEOUT: Duration = Duration::from_secs(1);
-/// At Closing, how often the supervisor looks whether in-flight work has finished.
+/// How often the supervisor looks whether requests in flight on tunnels or the app's leftover
+/// processes are gone.
 const POLL: Duration = Duration::from_millis(10);
 /// Leftovers of the app's process group get this long after the stop signal before SIGKILL,
 /// once the app itself has exited.
@@ -177,17 +178,25 @@ fn supervise(lameduck: &Lameduck, pid: Pid, stop_signal: Signal, reaped: Reaped)
         // and has no request in flight is an upgraded tunnel the app itself must close.
         let settled_at = closing_at + settings.idle_grace + Duration::from_millis(50);
         let activity = shutdown.activity();
-        let connections = shutdown.connections();
-        loop {
-            let now = Instant::now();
-            let drained = activity.in_flight() == 0 && (connections.is_empty() || now >= settled_at);
-            if drained || now >= stop_by || force.is_cancelled() || reaped.main_exit().is_some() {
-                break;
-            }
+        let drained = async {
             tokio::select! {
-                () = sleep(POLL) => {}
-                () = force.cancelled() => {}
+                // Every proxied connection closed (or there is no proxy): nothing in flight.
+                () = shutdown.connections().wait() => {}
+                // Tunnels remain: wait only for requests in flight. The activity counter has no
+                // wake-up for reaching zero, so look every few milliseconds (stop_by bounds it).
+                () = async {
+                    sleep_until(settled_at).await;
+                    while activity.in_flight() > 0 {
+                        sleep(POLL).await;
+                    }
+                } => {}
             }
+        };
+        tokio::select! {
+            () = drained => {}
+            () = sleep_until(stop_by) => {}
+            () = force.cancelled() => {}
+            _ = reaped.main_exited() => {}
         }
         if reaped.main_exit().is_none() {
             let in_flight = activity.in_flight();
