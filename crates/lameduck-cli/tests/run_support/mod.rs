@@ -315,3 +315,41 @@ impl Conn {
 pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
     Conn::open(addr)?.get(path)
 }
+
+/// `sh -c` script that runs the demo app in the background and logs the stop signal to `$0`.
+/// Stop signals go to the whole process group, so the app (naive: it dies at once) gets it too.
+pub const NAIVE_APP_LOGGING_STOP: &str = r#"trap 'echo stop-signal >> "$0"; exit 0' TERM; "$1" demo-app --listen "$2" --on-sigterm exit & wait"#;
+
+pub fn proxy_arg(listen: SocketAddr, upstream: SocketAddr) -> String {
+    format!("{listen}={upstream}")
+}
+
+/// `lameduck run --proxy` in front of the demo app, with a drain wait long enough (1.5 s) to
+/// act during it; returns the wrapper, ready, and the proxy's address.
+pub fn start_proxied_demo_app(dir: &TempDir) -> (Wrapper, SocketAddr) {
+    let (listen, upstream) = (free_addr(), free_addr());
+    let proxy = proxy_arg(listen, upstream);
+    let up = upstream.to_string();
+    let wrapper = Wrapper::start(
+        dir,
+        &[
+            "--proxy",
+            &proxy,
+            "--grace",
+            "6",
+            "--min-wait",
+            "1500ms",
+            "--quiet-window",
+            "300ms",
+            "--close-timeout",
+            "2s",
+            "--",
+            LAMEDUCK,
+            "demo-app",
+            "--listen",
+            &up,
+        ],
+    );
+    wrapper.wait_ready();
+    (wrapper, listen)
+}
