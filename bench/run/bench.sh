@@ -7,7 +7,8 @@
 #   bench/run/bench.sh [ROUNDS] [SECONDS] [CONNECTIONS] [THREADS]
 #
 # Needs wrk and haproxy (apt-get install -y wrk haproxy). The app is `lameduck demo-app`
-# (axum, GET / -> "ok"); each proxy forwards to it over loopback with keep-alive.
+# (axum, GET / -> "ok"); each proxy forwards to it over loopback with keep-alive and, in HTTP
+# mode, adds X-Forwarded-For.
 #
 # BASELINE_BIN=/path/to/an/older/lameduck adds its `run --proxy` (HTTP and TCP) as two more
 # targets, so a change is measured against what it replaces in the same run.
@@ -25,7 +26,8 @@ target_dir=${CARGO_TARGET_DIR:-target}
 cargo build --release -q -p lameduck-cli --no-default-features --features run,demo-app
 bin=$target_dir/release/lameduck
 out=$(mktemp -d)
-base=$((20000 + RANDOM % 20000))
+# Below Linux's ephemeral range (32768+), so no client connection of this run holds one.
+base=$((20000 + RANDOM % 12000))
 app=$((base + 1)); ld_http=$((base + 2)); ld_tcp=$((base + 3)); hap_http=$((base + 4)); hap_tcp=$((base + 5))
 base_http=$((base + 6)); base_tcp=$((base + 7))
 pids=()
@@ -54,6 +56,8 @@ defaults
 frontend http_in
   mode http
   bind 127.0.0.1:$hap_http
+  # lameduck's HTTP mode appends X-Forwarded-For too.
+  option forwardfor
   default_backend http_app
 backend http_app
   mode http

@@ -59,12 +59,12 @@ where
     let (mut client_rd, mut client_wr) = tokio::io::split(client);
     let (mut app_rd, mut app_wr) = tokio::io::split(app);
     let mut frames = websocket.then(FrameTracker::default);
-    let to_app = async {
+    // Boxed rather than pinned on the stack, so it can be dropped to read the client directly.
+    let mut to_app = Box::pin(async {
         let copied = tokio::io::copy(&mut client_rd, &mut app_wr).await;
         let _ = app_wr.shutdown().await;
         copied
-    };
-    tokio::pin!(to_app);
+    });
     // Set once the client's side ended (and the copy to the app with it).
     let mut from_client = None;
     let from_app = tokio::select! {
@@ -112,13 +112,18 @@ where
         tracing::debug!("the app's side ended mid-frame: no close frame can be sent");
         return;
     }
+    drop(to_app);
     let sent = tokio::time::timeout(CLOSE_HANDSHAKE, async {
         client_wr.write_all(&frames::GOING_AWAY).await?;
-        client_wr.shutdown().await
+        client_wr.shutdown().await?;
+        // The closing handshake: the client answers with its close frame and closes. Reading
+        // that out before dropping the socket keeps the kernel from answering it with a reset,
+        // which can destroy the close frame before the client reads it.
+        tokio::io::copy(&mut client_rd, &mut tokio::io::sink()).await
     })
     .await;
     match sent {
-        Ok(Ok(())) => {
+        Ok(Ok(_)) => {
             tracing::debug!("sent the client 1001 Going Away for a WebSocket the app left open")
         }
         Ok(Err(error)) => tracing::debug!(%error, "cannot send the client a close frame"),

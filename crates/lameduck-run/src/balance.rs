@@ -199,7 +199,7 @@ mod tests {
         let kept = take(&mut busy, 4).await;
         let passed = take(&mut idle, 2).await;
         assert_eq!(open(&busy.balancer), [4, 2]);
-        // The passed sockets are the clients' connections: bytes written by a client arrive.
+        // Kept and passed sockets together are exactly the clients' connections.
         let mut peers: Vec<_> = passed.iter().map(|(s, _)| s.peer_addr().unwrap()).collect();
         peers.extend(kept.iter().map(|(s, _)| s.peer_addr().unwrap()));
         peers.sort();
