@@ -1,0 +1,373 @@
+//! What a container says about its shutdown: its probes, its preStop hook and how long that
+//! delays the stop signal, and the drain settings of a `lameduck run` entrypoint read from
+//! its command, args and env. Separate from finding the workload and its pod template.
+
+use super::parse_duration;
+use crate::yaml::{Entry, Node, Pos};
+
+/// Defaults of `lameduck run` (kept equal to lameduck-core's `Settings::default`).
+pub mod lameduck_defaults {
+    /// `--grace` / `LAMEDUCK_GRACE_SECONDS`.
+    pub const GRACE: f64 = 30.0;
+    /// `--min-wait` / `LAMEDUCK_MIN_WAIT`.
+    pub const MIN_WAIT: f64 = 3.0;
+    /// `--max-wait` / `LAMEDUCK_MAX_WAIT`.
+    pub const MAX_WAIT: f64 = 20.0;
+    /// `--quiet-window` / `LAMEDUCK_QUIET_WINDOW`.
+    pub const QUIET_WINDOW: f64 = 1.0;
+    /// `LAMEDUCK_CLOSE_TIMEOUT`.
+    pub const CLOSE_TIMEOUT: f64 = 5.0;
+    /// `LAMEDUCK_PRESTOP_SECONDS`.
+    pub const PRESTOP: f64 = 0.0;
+}
+
+/// A container of a pod template.
+#[derive(Debug)]
+pub struct Container<'a> {
+    /// The container mapping.
+    pub node: &'a Node,
+    /// `name`.
+    pub name: &'a str,
+    /// Whether it declares ports.
+    pub has_ports: bool,
+    /// `readinessProbe`.
+    pub readiness: Option<&'a Entry>,
+    /// `livenessProbe`.
+    pub liveness: Option<&'a Entry>,
+    /// `startupProbe`.
+    pub startup: Option<&'a Entry>,
+    /// `lifecycle.preStop`.
+    pub pre_stop: Option<PreStop>,
+    /// The `lameduck run` entrypoint, if the container uses it.
+    pub lameduck: Option<LameduckRun>,
+}
+
+/// What a preStop hook does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PreStopKind {
+    /// The native `sleep` action.
+    SleepAction,
+    /// `exec` of a shell.
+    Shell,
+    /// `exec` of the `sleep` binary.
+    SleepBinary,
+    /// `exec` of `lameduck sleep`.
+    LameduckSleep,
+    /// `exec` of `lameduck wait`.
+    LameduckWait,
+    /// Another `exec` command.
+    Exec,
+    /// An `httpGet` hook.
+    Http,
+}
+
+/// A preStop hook and how long it delays the stop signal, when that can be told.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreStop {
+    /// The `preStop` key.
+    pub pos: Pos,
+    /// The kind of hook.
+    pub kind: PreStopKind,
+    /// Its duration in seconds, if it can be read from the manifest.
+    pub seconds: Option<f64>,
+    /// For exec hooks: the program it runs.
+    pub program: String,
+}
+
+/// One `lameduck run` setting and where its value came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setting {
+    /// Seconds.
+    pub seconds: f64,
+    /// `default`, `--flag` or `ENV_VAR`.
+    pub source: String,
+}
+
+/// The drain settings of a `lameduck run` entrypoint read from args and env.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LameduckRun {
+    /// The `command` or `args` key that names it.
+    pub pos: Pos,
+    /// The grace period lameduck assumes.
+    pub grace: Setting,
+    /// The time it assumes preStop takes.
+    pub prestop: Setting,
+    /// Minimum drain wait.
+    pub min_wait: Setting,
+    /// Maximum drain wait.
+    pub max_wait: Setting,
+    /// Quiet window.
+    pub quiet_window: Setting,
+    /// Closing time.
+    pub close_timeout: Setting,
+    /// Values that are not durations: (setting source, value).
+    pub invalid: Vec<(String, String)>,
+}
+
+pub(super) fn container(node: &Node) -> Container<'_> {
+    Container {
+        node,
+        name: node.get("name").and_then(Node::as_str).unwrap_or(""),
+        has_ports: node.get("ports").is_some_and(|p| !p.items().is_empty()),
+        readiness: node.entry("readinessProbe").filter(|e| e.value.is_map()),
+        liveness: node.entry("livenessProbe").filter(|e| e.value.is_map()),
+        startup: node.entry("startupProbe").filter(|e| e.value.is_map()),
+        pre_stop: node
+            .get("lifecycle")
+            .and_then(|l| l.entry("preStop"))
+            .and_then(pre_stop),
+        lameduck: lameduck_run(node),
+    }
+}
+
+fn argv(node: &Node, key: &str) -> Vec<String> {
+    node.get(key)
+        .map(|c| {
+            c.items()
+                .iter()
+                .filter_map(Node::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn basename(program: &str) -> &str {
+    program.rsplit('/').next().unwrap_or(program)
+}
+
+const SHELLS: [&str; 6] = ["sh", "bash", "ash", "dash", "zsh", "busybox"];
+
+fn pre_stop(entry: &Entry) -> Option<PreStop> {
+    let hook = &entry.value;
+    let pos = entry.key.pos;
+    if let Some(sleep) = hook.get("sleep") {
+        let seconds = sleep.get("seconds").and_then(Node::as_f64);
+        return Some(PreStop {
+            pos,
+            kind: PreStopKind::SleepAction,
+            seconds,
+            program: String::new(),
+        });
+    }
+    if hook.get("httpGet").is_some() {
+        return Some(PreStop {
+            pos,
+            kind: PreStopKind::Http,
+            seconds: None,
+            program: String::new(),
+        });
+    }
+    let exec = hook.get("exec")?;
+    let cmd = argv(exec, "command");
+    let program = cmd
+        .first()
+        .map(|p| basename(p).to_owned())
+        .unwrap_or_default();
+    let (kind, seconds) = if SHELLS.contains(&program.as_str()) {
+        let script = cmd
+            .iter()
+            .skip(1)
+            .filter(|a| !a.starts_with('-'))
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" ");
+        (PreStopKind::Shell, shell_sleep(&script))
+    } else if program == "sleep" {
+        (
+            PreStopKind::SleepBinary,
+            cmd.get(1).and_then(|d| parse_duration(d)),
+        )
+    } else if program == "lameduck" && cmd.get(1).map(String::as_str) == Some("sleep") {
+        (
+            PreStopKind::LameduckSleep,
+            cmd.get(2).and_then(|d| parse_duration(d)),
+        )
+    } else if program == "lameduck" && cmd.get(1).map(String::as_str) == Some("wait") {
+        (PreStopKind::LameduckWait, None)
+    } else {
+        (PreStopKind::Exec, None)
+    };
+    Some(PreStop {
+        pos,
+        kind,
+        seconds,
+        program,
+    })
+}
+
+/// The total of `sleep N` commands in a shell script.
+fn shell_sleep(script: &str) -> Option<f64> {
+    let words: Vec<&str> = script
+        .split(|c: char| c.is_whitespace() || c == ';' || c == '&' || c == '|')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut total = None;
+    for pair in words.windows(2) {
+        if basename(pair[0]) == "sleep" {
+            if let Some(s) = parse_duration(pair[1]) {
+                total = Some(total.unwrap_or(0.0) + s);
+            }
+        }
+    }
+    total
+}
+
+/// Recognises `lameduck run` in `command` + `args` and reads its drain settings.
+fn lameduck_run(node: &Node) -> Option<LameduckRun> {
+    let command = argv(node, "command");
+    let args = argv(node, "args");
+    let all: Vec<&str> = command
+        .iter()
+        .chain(args.iter())
+        .map(String::as_str)
+        .collect();
+    let start = all
+        .windows(2)
+        .position(|w| basename(w[0]) == "lameduck" && w[1] == "run")?;
+    let pos_key = if command.iter().any(|a| basename(a) == "lameduck") {
+        "command"
+    } else {
+        "args"
+    };
+    let pos = node.entry(pos_key).map(|e| e.key.pos).unwrap_or(node.pos);
+    let setting = |seconds: f64| Setting {
+        seconds,
+        source: "default".to_owned(),
+    };
+    let mut run = LameduckRun {
+        pos,
+        grace: setting(lameduck_defaults::GRACE),
+        prestop: setting(lameduck_defaults::PRESTOP),
+        min_wait: setting(lameduck_defaults::MIN_WAIT),
+        max_wait: setting(lameduck_defaults::MAX_WAIT),
+        quiet_window: setting(lameduck_defaults::QUIET_WINDOW),
+        close_timeout: setting(lameduck_defaults::CLOSE_TIMEOUT),
+        invalid: Vec::new(),
+    };
+    for env in node.get("env").map(Node::items).unwrap_or_default() {
+        let (Some(name), Some(value)) = (
+            env.get("name").and_then(Node::as_str),
+            env.get("value").and_then(Node::as_str),
+        ) else {
+            continue;
+        };
+        run.set(name, name, value);
+    }
+    let mut i = start + 2;
+    // Bounded by the argument count: every round advances `i`.
+    while i < all.len() {
+        let arg = all[i];
+        if arg == "--" {
+            break;
+        }
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) => (f, Some(v.to_owned())),
+            None => (arg, None),
+        };
+        let var = match flag {
+            "--grace" => "LAMEDUCK_GRACE_SECONDS",
+            "--min-wait" => "LAMEDUCK_MIN_WAIT",
+            "--max-wait" => "LAMEDUCK_MAX_WAIT",
+            "--quiet-window" => "LAMEDUCK_QUIET_WINDOW",
+            "--prestop" => "LAMEDUCK_PRESTOP_SECONDS",
+            "--close-timeout" => "LAMEDUCK_CLOSE_TIMEOUT",
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        let value = match inline {
+            Some(v) => v,
+            None => {
+                i += 1;
+                all.get(i).map(|v| (*v).to_owned()).unwrap_or_default()
+            }
+        };
+        run.set(var, flag, &value);
+        i += 1;
+    }
+    Some(run)
+}
+
+impl LameduckRun {
+    /// Sets the setting of environment variable `var` from `value`, given by `source`.
+    fn set(&mut self, var: &str, source: &str, value: &str) {
+        let parsed = parse_duration(value);
+        match (self.slot(var), parsed) {
+            (Some(slot), Some(seconds)) => {
+                *slot = Setting {
+                    seconds,
+                    source: source.to_owned(),
+                }
+            }
+            (Some(_), None) => self.invalid.push((source.to_owned(), value.to_owned())),
+            (None, _) => {}
+        }
+    }
+
+    fn slot(&mut self, var: &str) -> Option<&mut Setting> {
+        Some(match var {
+            "LAMEDUCK_GRACE_SECONDS" => &mut self.grace,
+            "LAMEDUCK_PRESTOP_SECONDS" => &mut self.prestop,
+            "LAMEDUCK_MIN_WAIT" => &mut self.min_wait,
+            "LAMEDUCK_MAX_WAIT" => &mut self.max_wait,
+            "LAMEDUCK_QUIET_WINDOW" => &mut self.quiet_window,
+            "LAMEDUCK_CLOSE_TIMEOUT" => &mut self.close_timeout,
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_scripts_sum_their_sleeps() {
+        assert_eq!(shell_sleep("sleep 5"), Some(5.0));
+        assert_eq!(
+            shell_sleep("echo draining; /bin/sleep 10 && sleep 2"),
+            Some(12.0)
+        );
+        assert_eq!(shell_sleep("kill -TERM 1"), None);
+    }
+
+    fn container_of(yaml: &str) -> Container<'static> {
+        let loaded = crate::source::load("t.yaml", yaml);
+        let node: &'static Node = Box::leak(Box::new(loaded.objects[0].root.clone()));
+        container(node)
+    }
+
+    #[test]
+    fn lameduck_run_reads_flags_over_env() {
+        let c = container_of(
+            "kind: X\nname: app\ncommand: [/usr/bin/lameduck, run, --max-wait=15s, --grace, '40', --, /app, --min-wait, 99]\nenv:\n- {name: LAMEDUCK_MAX_WAIT, value: 9s}\n- {name: LAMEDUCK_MIN_WAIT, value: 500ms}\n",
+        );
+        let run = c.lameduck.unwrap();
+        assert_eq!(run.max_wait.seconds, 15.0);
+        assert_eq!(run.max_wait.source, "--max-wait");
+        assert_eq!(run.grace.seconds, 40.0);
+        assert_eq!(
+            run.min_wait.seconds, 0.5,
+            "flags after -- belong to the app"
+        );
+        assert_eq!(run.quiet_window.source, "default");
+    }
+
+    #[test]
+    fn prestop_kinds() {
+        let c = container_of(
+            "kind: X\nlifecycle: {preStop: {exec: {command: [lameduck, sleep, 7s]}}}\n",
+        );
+        let p = c.pre_stop.unwrap();
+        assert_eq!((p.kind, p.seconds), (PreStopKind::LameduckSleep, Some(7.0)));
+        let c = container_of(
+            "kind: X\nlifecycle: {preStop: {exec: {command: [/bin/sh, -c, sleep 4]}}}\n",
+        );
+        let p = c.pre_stop.unwrap();
+        assert_eq!((p.kind, p.seconds), (PreStopKind::Shell, Some(4.0)));
+        let c = container_of("kind: X\nlifecycle: {preStop: {sleep: {seconds: 9}}}\n");
+        assert_eq!(c.pre_stop.unwrap().seconds, Some(9.0));
+    }
+}
