@@ -11,137 +11,31 @@
 //! `available > replicas - maxUnavailable`, where a new pod is available once it was ready for
 //! `minReadySeconds`. Terminating pods count for neither (as in Kubernetes).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill, killpg};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 use crate::events::{EventKind, EventLog, PodId};
 use crate::routers::{Endpoint, PodDirectory, Propagator, draw, free_port};
-use crate::scenario::{PortRef, PreStop, Probe, Scenario, parse_signal};
+use crate::scenario::{Scenario, parse_signal};
 
-/// A replica could not be started or never became ready.
-#[derive(Debug, thiserror::Error)]
-pub enum PodError {
-    /// The command could not be started.
-    #[error("cannot start replica command {command:?}: {source}")]
-    Spawn {
-        /// The command line.
-        command: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// No free port or no log file.
-    #[error("replica setup: {0}")]
-    Io(#[source] std::io::Error),
-    /// The replica did not pass its readiness probe in time.
-    #[error(
-        "replica pod-{pod} did not become ready within {timeout:?}: is the command listening on {{port}} ({addr})? \
-         last probe: {last}; command: {command:?}; its output: {log}"
-    )]
-    NotReady {
-        /// The pod.
-        pod: PodId,
-        /// Time allowed.
-        timeout: Duration,
-        /// Address probed.
-        addr: String,
-        /// Last probe result.
-        last: String,
-        /// The command line.
-        command: String,
-        /// Log file of the replica.
-        log: String,
-    },
-    /// The replica exited before it became ready.
-    #[error(
-        "replica pod-{pod} exited ({status}) before it became ready; command: {command:?}; its output: {log}"
-    )]
-    ExitedEarly {
-        /// The pod.
-        pod: PodId,
-        /// Exit status.
-        status: String,
-        /// The command line.
-        command: String,
-        /// Log file of the replica.
-        log: String,
-    },
-}
+mod kubelet;
+mod pod;
 
-/// Live state of one replica.
-#[derive(Debug)]
-pub(crate) struct PodState {
-    pub id: PodId,
-    pub revision: u32,
-    pub port: u16,
-    pub admin_port: u16,
-    pub app_port: u16,
-    pub pid: u32,
-    pub command: String,
-    pub log: PathBuf,
-    /// `LAMEDUCK_VERIFY_POD` of every process of this replica (inherited by its children).
-    marker: String,
-    ready: AtomicBool,
-    ready_at: Mutex<Option<Instant>>,
-    published: AtomicBool,
-    terminating: AtomicBool,
-    exited: AtomicBool,
-    exit_status: Mutex<Option<String>>,
-    last_probe: Mutex<String>,
-    changed: Notify,
-}
-
-impl PodState {
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
-    }
-    pub fn is_terminating(&self) -> bool {
-        self.terminating.load(Ordering::SeqCst)
-    }
-    pub fn has_exited(&self) -> bool {
-        self.exited.load(Ordering::SeqCst)
-    }
-    fn available(&self, min_ready: Duration) -> bool {
-        self.is_ready()
-            && self
-                .ready_at
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .is_some_and(|t| t.elapsed() >= min_ready)
-    }
-    fn port_of(&self, r: PortRef) -> u16 {
-        match r {
-            PortRef::Port => self.port,
-            PortRef::Admin => self.admin_port,
-            PortRef::App => self.app_port,
-        }
-    }
-    async fn wait_exit(&self, until: Instant) -> bool {
-        loop {
-            let notified = self.changed.notified();
-            if self.has_exited() {
-                return true;
-            }
-            if tokio::time::timeout_at(until, notified).await.is_err() {
-                return self.has_exited();
-            }
-        }
-    }
-}
+pub(crate) use kubelet::http_get;
+use kubelet::{Kubelet, probe_loop};
+pub use pod::PodError;
+pub(crate) use pod::PodState;
+use pod::kill_all;
 
 /// Replaces `{port}`, `{admin_port}`, `{app_port}`, `{pod}`.
 fn substitute(s: &str, id: PodId, port: u16, admin: u16, app: u16) -> String {
@@ -481,181 +375,6 @@ impl Executor {
     }
 }
 
-/// The kubelet's part of one pod's termination.
-struct Kubelet {
-    pod: Arc<PodState>,
-    log: EventLog,
-    pre_stop: Option<PreStop>,
-    signal: Signal,
-    signal_name: String,
-    grace: Duration,
-    env: BTreeMap<String, String>,
-}
-
-impl Kubelet {
-    async fn run(self, t0: Instant, notice: Duration) {
-        let pod = &self.pod;
-        let mut deadline = t0 + self.grace;
-        tokio::time::sleep_until((t0 + notice).min(deadline)).await;
-        if let Some(hook) = &self.pre_stop
-            && !pod.has_exited()
-        {
-            self.log.push(Some(pod.id), None, EventKind::PreStopStarted);
-            let ok = tokio::time::timeout_at(deadline, self.pre_stop(hook))
-                .await
-                .unwrap_or(false);
-            self.log
-                .push(Some(pod.id), None, EventKind::PreStopFinished { ok });
-            if Instant::now() >= deadline {
-                // The kubelet grants a one-off 2 s extension after a preStop that used the grace.
-                deadline = Instant::now() + Duration::from_secs(2);
-            }
-        }
-        if !pod.has_exited() {
-            if let Ok(pid) = i32::try_from(pod.pid) {
-                let _ = kill(Pid::from_raw(pid), self.signal);
-            }
-            self.log.push(
-                Some(pod.id),
-                None,
-                EventKind::StopSignal {
-                    signal: self.signal_name.clone(),
-                },
-            );
-        }
-        if !pod.wait_exit(deadline).await {
-            self.log.push(Some(pod.id), None, EventKind::Killed);
-            kill_all(pod).await;
-            pod.wait_exit(Instant::now() + Duration::from_secs(10))
-                .await;
-        }
-    }
-
-    async fn pre_stop(&self, hook: &PreStop) -> bool {
-        let pod = &self.pod;
-        match hook {
-            PreStop::Sleep(d) => {
-                tokio::time::sleep(d.0).await;
-                true
-            }
-            PreStop::Exec(argv) => {
-                let argv: Vec<String> = argv
-                    .iter()
-                    .map(|a| substitute(a, pod.id, pod.port, pod.admin_port, pod.app_port))
-                    .collect();
-                let Some((program, args)) = argv.split_first() else {
-                    return false;
-                };
-                let mut cmd = tokio::process::Command::new(program);
-                cmd.args(args)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .kill_on_drop(true);
-                cmd.env("PORT", pod.port.to_string());
-                for (k, v) in &self.env {
-                    cmd.env(
-                        k,
-                        substitute(v, pod.id, pod.port, pod.admin_port, pod.app_port),
-                    );
-                }
-                match cmd.spawn() {
-                    Ok(mut child) => child.wait().await.is_ok_and(|s| s.success()),
-                    Err(_) => false,
-                }
-            }
-            PreStop::Http { path, port } => {
-                http_get(pod.port_of(*port), path, Duration::from_secs(3600))
-                    .await
-                    .is_ok()
-            }
-        }
-    }
-}
-
-/// Probes `pod` until it terminates or exits; flips readiness per the thresholds.
-async fn probe_loop(pod: Arc<PodState>, probe: Probe, log: EventLog) {
-    tokio::time::sleep(probe.initial_delay.0).await;
-    let (mut ok_run, mut fail_run) = (0u32, 0u32);
-    let mut tick = tokio::time::interval(probe.period.0);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if pod.is_terminating() || pod.has_exited() {
-            return;
-        }
-        let port = pod.port_of(probe.port);
-        let res = match &probe.path {
-            Some(path) => http_get(port, path, probe.timeout.0).await,
-            None => tokio::time::timeout(probe.timeout.0, TcpStream::connect(("127.0.0.1", port)))
-                .await
-                .map_err(|_| "timeout".to_string())
-                .and_then(|r| r.map(drop).map_err(|e| e.to_string())),
-        };
-        *pod.last_probe
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = match &res {
-            Ok(()) => "ok".into(),
-            Err(e) => e.clone(),
-        };
-        if res.is_ok() {
-            ok_run += 1;
-            fail_run = 0;
-            if !pod.is_ready() && ok_run >= probe.success_threshold {
-                *pod.ready_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
-                pod.ready.store(true, Ordering::SeqCst);
-                log.push(Some(pod.id), None, EventKind::PodReady);
-                pod.changed.notify_waiters();
-            }
-        } else {
-            fail_run += 1;
-            ok_run = 0;
-            if pod.is_ready() && fail_run >= probe.failure_threshold {
-                pod.ready.store(false, Ordering::SeqCst);
-                log.push(Some(pod.id), None, EventKind::PodUnready);
-                pod.changed.notify_waiters();
-            }
-        }
-    }
-}
-
-/// A minimal HTTP/1.1 GET with `Connection: close`, as the kubelet's prober does; 200–399 is ok.
-pub(crate) async fn http_get(port: u16, path: &str, timeout: Duration) -> Result<(), String> {
-    let fut = async {
-        let mut s = TcpStream::connect(("127.0.0.1", port))
-            .await
-            .map_err(|e| e.to_string())?;
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: kube-probe/1.34\r\nConnection: close\r\n\r\n"
-        );
-        s.write_all(req.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut buf = [0u8; 64];
-        let mut n = 0;
-        while n < 12 {
-            let m = s.read(&mut buf[n..]).await.map_err(|e| e.to_string())?;
-            if m == 0 {
-                return Err("connection closed before a status line".into());
-            }
-            n += m;
-        }
-        let line = String::from_utf8_lossy(&buf[..n]);
-        let code: u16 = line
-            .get(9..12)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| format!("bad status line {line:?}"))?;
-        if (200..400).contains(&code) {
-            Ok(())
-        } else {
-            Err(format!("HTTP {code}"))
-        }
-    };
-    tokio::time::timeout(timeout, fut)
-        .await
-        .map_err(|_| "timeout".to_string())?
-}
-
 /// The last lines of a replica's log, for error messages.
 fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -669,40 +388,4 @@ fn tail(path: &Path) -> String {
             path.display()
         )
     }
-}
-
-/// Kills every process of `pod`, as the end of its container's PID namespace would: its process
-/// group, and every process that carries its `LAMEDUCK_VERIFY_POD` marker (children that made
-/// their own process group, such as the app under `lameduck run`). Each by its PID.
-async fn kill_all(pod: &PodState) {
-    if let Ok(pid) = i32::try_from(pod.pid)
-        && !pod.has_exited()
-    {
-        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-    }
-    let marker = format!("LAMEDUCK_VERIFY_POD={}", pod.marker);
-    let pids = tokio::task::spawn_blocking(move || marked_processes(&marker))
-        .await
-        .unwrap_or_default();
-    for pid in pids {
-        let _ = killpg(pid, Signal::SIGKILL);
-        let _ = kill(pid, Signal::SIGKILL);
-    }
-}
-
-/// PIDs whose environment holds exactly `entry` (this process excluded).
-fn marked_processes(entry: &str) -> Vec<Pid> {
-    let me = std::process::id();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .filter(|pid| *pid != me)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == entry.as_bytes()))
-        })
-        .filter_map(|pid| i32::try_from(pid).ok().map(Pid::from_raw))
-        .collect()
 }
