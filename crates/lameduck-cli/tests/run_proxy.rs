@@ -58,6 +58,26 @@ fn keep_alive_clients_get_connection_close_while_draining() {
     );
 }
 
+/// A WebSocket to the demo app's `/ws` through the proxy, after one message was echoed.
+async fn echoed_websocket(
+    listen: std::net::SocketAddr,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use futures_util::{SinkExt, StreamExt};
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{listen}/ws"))
+        .await
+        .expect("WebSocket through the proxy");
+    ws.send(Message::Text("hello through lameduck".into()))
+        .await
+        .expect("send through the proxy");
+    let echo = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+    assert!(
+        matches!(&echo, Ok(Some(Ok(Message::Text(t)))) if t.as_str() == "hello through lameduck"),
+        "{echo:?}"
+    );
+    ws
+}
+
 #[test]
 fn h2c_and_websocket_pass_through_and_h2_gets_goaway_while_draining() {
     let dir = TempDir::new("h2ws");
@@ -67,23 +87,9 @@ fn h2c_and_websocket_pass_through_and_h2_gets_goaway_while_draining() {
         .build()
         .unwrap();
     let h2_closed = runtime.block_on(async {
-        use futures_util::{SinkExt, StreamExt};
         use http_body_util::{BodyExt, Empty};
-        use tokio_tungstenite::tungstenite::Message;
 
-        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{listen}/ws"))
-            .await
-            .expect("WebSocket through the proxy");
-        ws.send(Message::Text("hello through lameduck".into()))
-            .await
-            .unwrap();
-        let echo = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .unwrap();
-        assert_eq!(
-            echo.unwrap().unwrap(),
-            Message::Text("hello through lameduck".into())
-        );
+        let mut ws = echoed_websocket(listen).await;
         ws.close(None).await.unwrap();
 
         let stream = tokio::net::TcpStream::connect(listen).await.unwrap();
@@ -117,7 +123,6 @@ fn h2c_and_websocket_pass_through_and_h2_gets_goaway_while_draining() {
     wrapper.wait_exit(Duration::from_secs(8));
 }
 
-/// Also: the app learns the client's address from `X-Forwarded-For`.
 #[test]
 fn a_websocket_the_stopping_app_leaves_open_ends_with_going_away() {
     let dir = TempDir::new("ws-going-away");
@@ -127,17 +132,9 @@ fn a_websocket_the_stopping_app_leaves_open_ends_with_going_away() {
         .build()
         .unwrap();
     let ending = runtime.block_on(async {
-        use futures_util::{SinkExt, StreamExt};
-        use tokio_tungstenite::tungstenite::Message;
+        use futures_util::StreamExt;
 
-        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{listen}/ws"))
-            .await
-            .expect("WebSocket through the proxy");
-        ws.send(Message::Text("before the drain".into()))
-            .await
-            .unwrap();
-        let echo = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
-        assert!(matches!(echo, Ok(Some(Ok(Message::Text(_))))), "{echo:?}");
+        let mut ws = echoed_websocket(listen).await;
         // The naive demo app dies of the stop signal without closing its WebSockets.
         wrapper.signal(Signal::SIGTERM);
         tokio::time::timeout(Duration::from_secs(8), ws.next()).await
@@ -149,6 +146,7 @@ fn a_websocket_the_stopping_app_leaves_open_ends_with_going_away() {
     wrapper.wait_exit(Duration::from_secs(8));
 }
 
+/// Also: the app learns the client's address from `X-Forwarded-For`.
 #[test]
 fn upstream_connections_the_app_closes_are_replaced_without_failing_a_request() {
     use std::io::{Read, Write};
