@@ -193,13 +193,18 @@ impl tower::Service<Request<Incoming>> for Forward {
     }
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
-        let inner = Arc::clone(&self.inner);
-        Box::pin(async move { Ok(inner.forward(req).await) })
+        Box::pin(Arc::clone(&self.inner).forward(req))
     }
 }
 
 impl Inner {
-    async fn forward(&self, mut req: Request<Incoming>) -> Response<ForwardBody> {
+    /// Forwards one request. Each async fn's state keeps its own copy of its arguments and the
+    /// future is moved several times per request, so the plain HTTP/1 path stays in this fn and
+    /// the pool's `send`, and the other paths are boxed.
+    async fn forward(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+    ) -> Result<Response<ForwardBody>, Infallible> {
         if let Some(lameduck::PeerAddr(peer)) = req.extensions().get().copied() {
             headers::forwarded_for(req.headers_mut(), peer.ip());
         }
@@ -211,9 +216,23 @@ impl Inner {
             UpstreamProtocol::Http1 => false,
             UpstreamProtocol::H2c => true,
         };
-        if !h2 && !upgrade {
-            return self.forward_http1(req).await;
+        if h2 || upgrade {
+            return Ok(Box::pin(self.forward_via_client(req, h2, downstream, websocket)).await);
         }
+        self.prepare_http1(&mut req);
+        let response = self.pool.send(req).await;
+        Ok(self.finish_http1(response))
+    }
+
+    /// h2c and upgrade handshakes, through hyper-util's client.
+    async fn forward_via_client(
+        &self,
+        mut req: Request<Incoming>,
+        h2: bool,
+        downstream: Option<hyper::upgrade::OnUpgrade>,
+        websocket: bool,
+    ) -> Response<ForwardBody> {
+        let upgrade = downstream.is_some();
         headers::strip(req.headers_mut(), upgrade);
 
         let path = req
@@ -298,8 +317,9 @@ impl Inner {
         response.map(|body| ForwardBody(BodyKind::Client(body)))
     }
 
-    /// A plain HTTP/1 exchange over the lean pool: no task but the client connection's own.
-    async fn forward_http1(&self, mut req: Request<Incoming>) -> Response<ForwardBody> {
+    /// Readies a plain HTTP/1 request for the lean pool, where no task but the client
+    /// connection's own does the exchange.
+    fn prepare_http1(&self, req: &mut Request<Incoming>) {
         headers::strip(req.headers_mut(), false);
         if !req.headers().contains_key(header::HOST) {
             // An h2 client's authority, or (HTTP/1.0 without Host) the upstream's.
@@ -320,7 +340,13 @@ impl Inner {
             *req.uri_mut() = Uri::from(path);
         }
         *req.version_mut() = Version::HTTP_11;
-        match self.pool.send(req).await {
+    }
+
+    fn finish_http1(
+        &self,
+        response: Result<Response<PooledBody>, UpstreamError>,
+    ) -> Response<ForwardBody> {
+        match response {
             Ok(mut response) => {
                 if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                     return reply(

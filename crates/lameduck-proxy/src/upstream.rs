@@ -118,7 +118,8 @@ impl Pool {
         for _ in 0..MAX_IDLE + MAX_ATTEMPTS {
             let (mut upstream, fresh) = match self.take() {
                 Some(upstream) => (upstream, false),
-                None => (self.connect().await?, true),
+                // Boxed: a rare path, whose state would enlarge every request's future.
+                None => (Box::pin(self.connect()).await?, true),
             };
             // A pooled connection is ready at once or not at all (it ended, or is in a state
             // the last response left it in); a fresh one becomes ready on its first poll.
