@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use lameduck_run::{
-    Builder, ForwardTo, Protocol, ProxyConfig, ProxySpec, RunConfig, Settings, Signal, Target,
-    UpstreamProtocol, parse_signal,
+    Builder, ClientAddress, ForwardTo, Protocol, ProxyConfig, ProxySpec, RunConfig, Settings,
+    Signal, Target, UpstreamProtocol, parse_signal,
 };
 
 use crate::exit::Failure;
@@ -21,6 +21,9 @@ Examples:
 
   # With the drain proxy: the Service targets :8080, the app listens on 127.0.0.1:8081.
   lameduck run --proxy 0.0.0.0:8080=127.0.0.1:8081 --grace 30 -- /app/server --port 8081
+
+  # A TCP service (e.g. a database protocol) whose app reads the PROXY protocol for client IPs.
+  lameduck run --proxy 5432=127.0.0.1:5433 --protocol tcp --client-address proxy-v2 -- /app/db
 
   # Readiness of lameduck's /readyz also asks the app; nginx stops gracefully on SIGQUIT.
   lameduck run --ready-url http://127.0.0.1:8081/healthz --stop-signal SIGQUIT -- nginx -g 'daemon off;'
@@ -60,6 +63,16 @@ pub struct RunArgs {
         requires = "proxy"
     )]
     pub upstream_protocol: Option<UpstreamProtocol>,
+    /// How the proxy tells the app the client's address: x-forwarded-for (HTTP), proxy-v1 or
+    /// proxy-v2 (PROXY protocol header, TCP) or none [default: x-forwarded-for for http, none
+    /// for tcp].
+    #[arg(
+        long,
+        value_name = "HOW",
+        env = "LAMEDUCK_CLIENT_ADDRESS",
+        requires = "proxy"
+    )]
+    pub client_address: Option<ClientAddress>,
     /// Threads the proxy forwards on, each with its own event loop [default: one per CPU the
     /// process may use].
     #[arg(
@@ -211,6 +224,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
             "--upstream-protocol applies to --protocol http only; a TCP proxy passes bytes as they are"
         )));
     }
+    let protocol = args.protocol.unwrap_or_default();
+    let client_address = args
+        .client_address
+        .unwrap_or_else(|| ClientAddress::default_for(protocol));
+    if let Some(conflict) = client_address.conflict(protocol) {
+        return Err(Failure::usage(anyhow!("--client-address: {conflict}")));
+    }
     let mut builder = Builder::from_env().map_err(Failure::usage)?;
     if let Some(admin) = &args.admin {
         builder = builder.admin_addr(match admin.trim() {
@@ -248,8 +268,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         ready: args.ready_url,
         proxy: args.proxy.map(|spec| ProxyConfig {
             spec,
-            protocol: args.protocol.unwrap_or_default(),
+            protocol,
             upstream_protocol: args.upstream_protocol.unwrap_or_default(),
+            client_address,
             threads: args.proxy_threads.map_or(0, usize::from),
         }),
     };

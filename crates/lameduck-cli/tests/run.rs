@@ -436,6 +436,28 @@ fn bad_input_is_one_clear_message_and_a_nonzero_exit() {
             2,
             "--upstream-protocol applies to --protocol http only",
         ),
+        (
+            vec!["--proxy", "18080=18081", "--client-address", "proxy-v1"],
+            2,
+            "the PROXY protocol needs --protocol tcp",
+        ),
+        (
+            vec![
+                "--proxy",
+                "18080=18081",
+                "--protocol",
+                "tcp",
+                "--client-address",
+                "x-forwarded-for",
+            ],
+            2,
+            "x-forwarded-for needs --protocol http",
+        ),
+        (
+            vec!["--proxy", "18080=18081", "--client-address", "header"],
+            2,
+            "is not a way to pass the client address",
+        ),
         (vec!["--proxy", "8080"], 2, "is not LISTEN=UPSTREAM"),
         (vec!["--stop-signal", "SIGNOPE"], 2, "is not a signal name"),
         (vec!["--admin", "nowhere"], 2, "is not an address"),

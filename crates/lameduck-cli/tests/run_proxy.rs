@@ -146,18 +146,12 @@ fn a_websocket_the_stopping_app_leaves_open_ends_with_going_away() {
     wrapper.wait_exit(Duration::from_secs(8));
 }
 
-/// Also: the app learns the client's address from `X-Forwarded-For`.
-#[test]
-fn upstream_connections_the_app_closes_are_replaced_without_failing_a_request() {
+/// An HTTP/1.1 app on `app` that answers every request with `n<count> for=<X-Forwarded-For>`,
+/// counting requests in `served`. Its keep-alive timeout is short: it closes a connection idle
+/// for 200ms, so pooled connections go stale while a proxy still holds them.
+fn serve_forwarded_for_echo(app: TcpListener, counter: Arc<AtomicUsize>) {
     use std::io::{Read, Write};
 
-    let dir = TempDir::new("upstream-close");
-    let (listen, app) = (free_addr(), TcpListener::bind("127.0.0.1:0").unwrap());
-    let upstream = app.local_addr().unwrap();
-    // An app with a short keep-alive timeout: it closes a connection idle for 200ms, so pooled
-    // connections go stale while the proxy still holds them.
-    let served = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&served);
     std::thread::spawn(move || {
         for stream in app.incoming().take(200) {
             let Ok(mut stream) = stream else { continue };
@@ -194,6 +188,16 @@ fn upstream_connections_the_app_closes_are_replaced_without_failing_a_request() 
             });
         }
     });
+}
+
+/// Also: the app learns the client's address from `X-Forwarded-For`.
+#[test]
+fn upstream_connections_the_app_closes_are_replaced_without_failing_a_request() {
+    let dir = TempDir::new("upstream-close");
+    let (listen, app) = (free_addr(), TcpListener::bind("127.0.0.1:0").unwrap());
+    let upstream = app.local_addr().unwrap();
+    let served = Arc::new(AtomicUsize::new(0));
+    serve_forwarded_for_echo(app, Arc::clone(&served));
     let proxy = proxy_arg(listen, upstream);
     let mut wrapper = Wrapper::start(
         &dir,
@@ -313,6 +317,107 @@ fn tcp_mode_passes_an_arbitrary_byte_stream() {
     wrapper.signal(Signal::SIGTERM);
     let status = wrapper.wait_exit(Duration::from_secs(8));
     assert_eq!(status.code(), Some(143), "sleep died of the stop signal");
+}
+
+/// `--client-address none`: the proxy adds no `X-Forwarded-For`.
+#[test]
+fn http_mode_can_leave_the_client_address_out() {
+    let dir = TempDir::new("xff-none");
+    let (listen, app) = (free_addr(), TcpListener::bind("127.0.0.1:0").unwrap());
+    let upstream = app.local_addr().unwrap();
+    serve_forwarded_for_echo(app, Arc::new(AtomicUsize::new(0)));
+    let proxy = proxy_arg(listen, upstream);
+    let mut wrapper = Wrapper::start(
+        &dir,
+        &[
+            "--proxy",
+            &proxy,
+            "--client-address",
+            "none",
+            "--",
+            "sleep",
+            "30",
+        ],
+    );
+    wrapper.wait_ready();
+    let response = Conn::open(listen).unwrap().get("/").unwrap();
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert!(
+        response.body.ends_with(" for="),
+        "no X-Forwarded-For reached the app: {}",
+        response.body
+    );
+    wrapper.signal(Signal::SIGTERM);
+    wrapper.signal(Signal::SIGTERM);
+    wrapper.wait_exit(Duration::from_secs(5));
+}
+
+/// `--client-address proxy-v1` in TCP mode: the app connection starts with a PROXY protocol
+/// line naming the client and the proxy's listening end; the client's bytes follow unchanged.
+#[test]
+fn tcp_mode_names_the_client_in_a_proxy_protocol_header() {
+    use std::io::{BufRead, BufReader, Read, Write};
+
+    let dir = TempDir::new("proxy-protocol");
+    let app = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = app.local_addr().unwrap();
+    let (header_tx, header_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Readiness checks (TCP connects straight to the app) come and go without a byte.
+        for stream in app.incoming().take(100).flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut header = String::new();
+            if reader.read_line(&mut header).is_err() || header.is_empty() {
+                continue;
+            }
+            let _ = header_tx.send(header);
+            let mut writer = stream;
+            let _ = std::io::copy(&mut reader, &mut writer);
+            return;
+        }
+    });
+    let listen = free_addr();
+    let proxy = proxy_arg(listen, upstream);
+    let mut wrapper = Wrapper::start(
+        &dir,
+        &[
+            "--proxy",
+            &proxy,
+            "--protocol",
+            "tcp",
+            "--client-address",
+            "proxy-v1",
+            "--",
+            "sleep",
+            "30",
+        ],
+    );
+    wrapper.wait_ready();
+    let mut client = std::net::TcpStream::connect(listen).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client.write_all(b"PING 1\r\n").unwrap();
+    let mut echoed = [0_u8; 8];
+    client
+        .read_exact(&mut echoed)
+        .expect("echo through the proxy");
+    assert_eq!(&echoed, b"PING 1\r\n");
+    let header = header_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the app read a first line");
+    let client_port = client.local_addr().unwrap().port();
+    assert_eq!(
+        header,
+        format!(
+            "PROXY TCP4 127.0.0.1 {} {client_port} {}\r\n",
+            listen.ip(),
+            listen.port()
+        )
+    );
+    wrapper.signal(Signal::SIGTERM);
+    wrapper.signal(Signal::SIGTERM);
+    wrapper.wait_exit(Duration::from_secs(5));
 }
 
 #[test]

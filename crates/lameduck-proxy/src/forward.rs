@@ -21,6 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::ClientAddress;
 use crate::upstream::{self, PooledBody, UpstreamError};
 use crate::{headers, tunnel};
 
@@ -109,8 +110,8 @@ impl FromStr for UpstreamProtocol {
 /// Forwards requests to one upstream address: the app, on loopback.
 ///
 /// - Hop-by-hop headers are dropped both ways; `Host` is kept, so the app sees what it saw
-///   before the proxy was put in front of it, and the client's address (the request's
-///   [`lameduck::PeerAddr`]) is appended to `X-Forwarded-For`.
+///   before the proxy was put in front of it. With [`ClientAddress::XForwardedFor`] the
+///   client's address (the request's [`lameduck::PeerAddr`]) is appended to `X-Forwarded-For`.
 /// - Upgrades (WebSocket) are passed through: after the app answers 101, the two upgraded
 ///   connections are spliced until either side closes or `force_close` fires. A WebSocket
 ///   the app leaves open when it stops gets a `1001 Going Away` close frame from the proxy.
@@ -129,6 +130,8 @@ struct Inner {
     /// `Host` for HTTP/1 requests that name none (HTTP/1.0 clients).
     upstream_host: HeaderValue,
     protocol: UpstreamProtocol,
+    /// Whether the client's address is appended to `X-Forwarded-For`.
+    forwarded_for: bool,
     /// Plain HTTP/1 requests: connections driven by the requests' own tasks.
     pool: Arc<upstream::Pool>,
     /// Upgrade handshakes over HTTP/1 (the upgraded connection needs a task of its own).
@@ -147,10 +150,13 @@ impl std::fmt::Debug for Forward {
 }
 
 impl Forward {
-    /// Forwards to `upstream`; upgraded tunnels are cut when `force_close` fires.
+    /// Forwards to `upstream`, telling it the client's address as `client_address` says (only
+    /// [`ClientAddress::XForwardedFor`] does anything in HTTP mode); upgraded tunnels are cut
+    /// when `force_close` fires.
     pub fn new(
         upstream: SocketAddr,
         protocol: UpstreamProtocol,
+        client_address: ClientAddress,
         force_close: CancellationToken,
     ) -> Self {
         let connector = Connector { addr: upstream };
@@ -174,6 +180,7 @@ impl Forward {
                 upstream_authority,
                 upstream_host,
                 protocol,
+                forwarded_for: client_address == ClientAddress::XForwardedFor,
                 pool: Arc::new(upstream::Pool::new(upstream, CONNECT_TIMEOUT)),
                 http1,
                 h2c,
@@ -205,8 +212,10 @@ impl Inner {
         self: Arc<Self>,
         mut req: Request<Incoming>,
     ) -> Result<Response<ForwardBody>, Infallible> {
-        if let Some(lameduck::PeerAddr(peer)) = req.extensions().get().copied() {
-            headers::forwarded_for(req.headers_mut(), peer.ip());
+        if self.forwarded_for {
+            if let Some(lameduck::PeerAddr(peer)) = req.extensions().get().copied() {
+                headers::forwarded_for(req.headers_mut(), peer.ip());
+            }
         }
         let upgrade = req.version() < Version::HTTP_2 && headers::wants_upgrade(req.headers());
         let websocket = upgrade && headers::upgrades_to_websocket(req.headers());

@@ -14,7 +14,10 @@
 //!   close`, two-step GOAWAY, idle close, forced close) — the same code the library uses.
 //! - [`serve_tcp`] (TCP mode): an accept loop that splices bytes, reports connections to the
 //!   shutdown core and closes idle ones at Closing.
+//! - [`ClientAddress`]: how the app learns the client's address (`X-Forwarded-For` in HTTP
+//!   mode, a PROXY protocol header in TCP mode, or not at all).
 
+mod client_address;
 mod forward;
 mod headers;
 mod spec;
@@ -22,6 +25,7 @@ mod tcp;
 mod tunnel;
 mod upstream;
 
+pub use client_address::ClientAddress;
 pub use forward::{Forward, ForwardBody, UpstreamProtocol};
 pub use spec::{Protocol, ProxySpec, SpecError};
 pub use tcp::serve_tcp;

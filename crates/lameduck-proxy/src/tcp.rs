@@ -9,15 +9,18 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use lameduck::{Listener, is_per_connection};
+
+use crate::ClientAddress;
 use lameduck_core::{InFlightGuard, Phase, Shutdown};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until};
 
 /// How long connecting to the app may take before the client's connection is closed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Accepts on `listener` until Closing and splices every connection to `upstream`.
+/// Accepts on `listener` until Closing and splices every connection to `upstream`, which
+/// first gets a PROXY protocol header naming the client if `client_address` asks for one.
 ///
 /// Each connection counts as one arrival and stays "in flight" for the shutdown core while it
 /// is open (bytes carry no request boundaries), and is tracked by `shutdown.connections()`;
@@ -30,7 +33,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// - At the forced close every spliced connection is dropped.
 ///
 /// Returns when Closing starts; the connections live on in their tracked tasks.
-pub async fn serve_tcp<L: Listener>(shutdown: Shutdown, mut listener: L, upstream: SocketAddr) {
+pub async fn serve_tcp<L: Listener>(
+    shutdown: Shutdown,
+    mut listener: L,
+    upstream: SocketAddr,
+    client_address: ClientAddress,
+) {
     let closing = shutdown.lifecycle().clone();
     let closing = closing.reached(Phase::Closing);
     tokio::pin!(closing);
@@ -43,7 +51,13 @@ pub async fn serve_tcp<L: Listener>(shutdown: Shutdown, mut listener: L, upstrea
         match accepted {
             Ok((stream, listener_guard)) => {
                 let in_flight = shutdown.activity().start_request();
-                let connection = splice(shutdown.clone(), stream, upstream, in_flight);
+                let connection = splice(
+                    shutdown.clone(),
+                    stream,
+                    upstream,
+                    client_address,
+                    in_flight,
+                );
                 shutdown.connections().spawn(async move {
                     connection.await;
                     drop(listener_guard);
@@ -62,10 +76,27 @@ async fn splice(
     shutdown: Shutdown,
     client: TcpStream,
     upstream: SocketAddr,
+    client_address: ClientAddress,
     _in_flight: InFlightGuard,
 ) {
     let _ = client.set_nodelay(true);
-    let app = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream)).await {
+    let header = match client_address {
+        ClientAddress::ProxyV1 | ClientAddress::ProxyV2 => {
+            let addresses = client
+                .peer_addr()
+                .and_then(|p| Ok((p, client.local_addr()?)));
+            match addresses.map(|(peer, local)| client_address.proxy_header(peer, local)) {
+                Ok(Some(header)) => Some(header),
+                // The app expects a header: without one it would misread the first bytes.
+                _ => {
+                    tracing::debug!("no PROXY header for a client; closing it");
+                    return;
+                }
+            }
+        }
+        ClientAddress::XForwardedFor | ClientAddress::None => None,
+    };
+    let mut app = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream)).await {
         Ok(Ok(app)) => app,
         Ok(Err(error)) => {
             tracing::debug!(%upstream, %error, "cannot connect to the upstream; closing the client");
@@ -77,6 +108,13 @@ async fn splice(
         }
     };
     let _ = app.set_nodelay(true);
+    if let Some(header) = header {
+        // Before any byte of the client's: the app reads it as the start of the connection.
+        if let Err(error) = app.write_all(&header).await {
+            tracing::debug!(%upstream, %error, "cannot send the PROXY header; closing the client");
+            return;
+        }
+    }
     let clock = Arc::new(Clock::new());
     let mut client = Stamped {
         stream: client,

@@ -99,6 +99,7 @@ async fn serve(lameduck: Lameduck, (listener, seat): (StdListener, Seat), proxy:
             let forward = Forward::new(
                 proxy.spec.upstream,
                 proxy.upstream_protocol,
+                proxy.client_address,
                 lameduck.shutdown().force_close().clone(),
             );
             if let Err(error) = lameduck.serve(listener, forward).await {
@@ -106,7 +107,13 @@ async fn serve(lameduck: Lameduck, (listener, seat): (StdListener, Seat), proxy:
             }
         }
         Protocol::Tcp => {
-            serve_tcp(lameduck.shutdown().clone(), listener, proxy.spec.upstream).await;
+            serve_tcp(
+                lameduck.shutdown().clone(),
+                listener,
+                proxy.spec.upstream,
+                proxy.client_address,
+            )
+            .await;
         }
     }
 }

@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::time::Duration;
 
 use lameduck::{Builder, Lameduck, Phase};
-use lameduck_proxy::{Protocol, ProxySpec, UpstreamProtocol};
+use lameduck_proxy::{ClientAddress, Protocol, ProxySpec, UpstreamProtocol};
 use nix::sys::prctl;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -51,6 +51,8 @@ pub struct ProxyConfig {
     pub protocol: Protocol,
     /// What HTTP mode speaks to the app.
     pub upstream_protocol: UpstreamProtocol,
+    /// How the app learns the client's address.
+    pub client_address: ClientAddress,
     /// How many threads accept and forward, each with its own event loop; 0 means one per
     /// CPU the process may use.
     pub threads: usize,
