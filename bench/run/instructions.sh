@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# User-space instructions per request of `lameduck run --proxy` and of HAProxy configured as the
+# same sidecar (HTTP with X-Forwarded-For, and TCP), each run under valgrind's callgrind while
+# wrk drives it. Instruction counts barely move with machine load, so they show changes of a
+# few percent that wall-clock rounds on a shared machine (±15% throughput) cannot.
+#
+#   bench/run/instructions.sh [SECONDS] [CONNECTIONS]
+#
+# Counting starts after warm-up requests and stops when wrk ends (callgrind_control), so start-up
+# and shutdown are not in the figure. Kernel time (the syscalls both proxies make, one send and
+# one receive per message) is not counted: see bench/run/bench.sh for the wall-clock view.
+# Needs wrk, haproxy, valgrind and curl (apt-get install -y wrk haproxy valgrind curl).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+seconds=${1:-8}
+connections=${2:-16}
+for tool in wrk haproxy valgrind callgrind_control curl; do
+  command -v "$tool" >/dev/null || { echo "$tool is missing: apt-get install -y wrk haproxy valgrind curl" >&2; exit 2; }
+done
+
+target_dir=${CARGO_TARGET_DIR:-target}
+cargo build --release -q -p lameduck-cli --no-default-features --features run,demo-app
+bin=$target_dir/release/lameduck
+out=$(mktemp -d)
+# Below Linux's ephemeral range (32768+), so no client connection of this run holds one.
+base=$((20000 + RANDOM % 12000))
+app=$((base + 1)); port=$((base + 2))
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$out"
+}
+trap cleanup EXIT
+
+"$bin" demo-app --listen "127.0.0.1:$app" 2>"$out/app.err" & pids+=($!)
+
+haproxy_config() {
+  cat <<CFG
+global
+  maxconn 4000
+defaults
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend in
+  mode $1
+  bind 127.0.0.1:$port
+$([[ $1 == http ]] && echo "  option forwardfor")
+  default_backend app
+backend app
+  mode $1
+$([[ $1 == http ]] && echo "  http-reuse always")
+  server app 127.0.0.1:$app
+CFG
+}
+
+# measure NAME MODE: starts the proxy under callgrind, counts while wrk runs, prints one line.
+measure() {
+  local name=$1 mode=$2 vpid req ir
+  rm -f "$out"/cg.out*
+  if [[ $name == lameduck ]]; then
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/cg.out" \
+      "$bin" run --admin off --log warn --proxy "127.0.0.1:$port=127.0.0.1:$app" --protocol "$mode" \
+      -- sleep 1000000 2>"$out/$name-$mode.err" &
+  else
+    haproxy_config "$mode" >"$out/haproxy.cfg"
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/cg.out" \
+      haproxy -db -f "$out/haproxy.cfg" 2>"$out/$name-$mode.err" &
+  fi
+  vpid=$!
+  pids+=("$vpid")
+  for _ in $(seq 1 150); do curl -sf "http://127.0.0.1:$port/" >/dev/null && break; sleep 0.2; done
+  for _ in $(seq 1 20); do curl -sf "http://127.0.0.1:$port/" >/dev/null; done
+  callgrind_control -i on "$vpid" >/dev/null 2>&1
+  req=$(timeout $((seconds + 30)) wrk -t2 -c"$connections" -d"${seconds}s" "http://127.0.0.1:$port/" |
+    awk '/requests in/ {print $1}')
+  callgrind_control -i off "$vpid" >/dev/null 2>&1
+  callgrind_control -d "$vpid" >/dev/null 2>&1
+  # Each thread's dump is a file of its own; the dump is written before callgrind_control returns.
+  ir=$(cat "$out"/cg.out* | awk '/^(summary|totals):/ {s += $2} END {print s + 0}')
+  # lameduck's wrapped `sleep` first: it would outlive a killed parent.
+  pkill -KILL -P "$vpid" 2>/dev/null || true
+  kill -KILL "$vpid" 2>/dev/null || true
+  wait "$vpid" 2>/dev/null || true
+  if [[ -z $req || $req == 0 || $ir == 0 ]]; then
+    echo "$name $mode: no measurement (requests: ${req:-none}); log:" >&2
+    cat "$out/$name-$mode.err" >&2
+    exit 1
+  fi
+  echo "$name $mode $req $ir" >>"$out/results"
+}
+
+for tool in lameduck haproxy; do
+  for mode in http tcp; do measure "$tool" "$mode"; done
+done
+
+echo "callgrind, wrk -t2 -c$connections -d${seconds}s per proxy; $(nproc) CPUs: $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | xargs)"
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo "| proxy | mode | requests | user-space instructions per request |"
+echo "|---|---|---:|---:|"
+awk '{ printf "| %s | %s | %d | %.0f |\n", $1, $2, $3, $4 / $3 }' "$out/results"
+echo
+echo "| mode | lameduck / HAProxy instructions per request |"
+echo "|---|---:|"
+awk '{ per[$1 " " $2] = $4 / $3 } END {
+  printf "| http | %.3f |\n| tcp | %.3f |\n", per["lameduck http"] / per["haproxy http"], per["lameduck tcp"] / per["haproxy tcp"] }' "$out/results"
