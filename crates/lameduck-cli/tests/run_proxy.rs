@@ -146,6 +146,55 @@ fn a_websocket_the_stopping_app_leaves_open_ends_with_going_away() {
     wrapper.wait_exit(Duration::from_secs(8));
 }
 
+/// An app that ignores the stop signal keeps its WebSocket open until the forced close; the
+/// client still gets `1001 Going Away` then, not a cut connection.
+#[test]
+fn a_websocket_cut_at_the_forced_close_ends_with_going_away() {
+    let dir = TempDir::new("ws-forced");
+    let (listen, upstream) = (free_addr(), free_addr());
+    let proxy = proxy_arg(listen, upstream);
+    let up = upstream.to_string();
+    let mut wrapper = Wrapper::start(
+        &dir,
+        &[
+            "--proxy",
+            &proxy,
+            "--grace",
+            "5",
+            "--min-wait",
+            "300ms",
+            "--quiet-window",
+            "200ms",
+            "--close-timeout",
+            "1s",
+            "--",
+            LAMEDUCK,
+            "demo-app",
+            "--listen",
+            &up,
+            "--on-sigterm",
+            "ignore",
+        ],
+    );
+    wrapper.wait_ready();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ending = runtime.block_on(async {
+        use futures_util::StreamExt;
+
+        let mut ws = echoed_websocket(listen).await;
+        wrapper.signal(Signal::SIGTERM);
+        tokio::time::timeout(Duration::from_secs(8), ws.next()).await
+    });
+    let Ok(Some(Ok(Message::Close(Some(frame))))) = ending else {
+        panic!("expected a close frame, got {ending:?}");
+    };
+    assert_eq!(frame.code, CloseCode::Away, "{frame:?}");
+    wrapper.wait_exit(Duration::from_secs(8));
+}
+
 /// An HTTP/1.1 app on `app` that answers every request with `n<count> for=<X-Forwarded-For>`,
 /// counting requests in `served`. Its keep-alive timeout is short: it closes a connection idle
 /// for 200ms, so pooled connections go stale while a proxy still holds them.

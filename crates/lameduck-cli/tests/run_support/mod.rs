@@ -167,7 +167,10 @@ pub fn event(log: &Path, line: &str) {
         .append(true)
         .open(log)
         .expect("event log");
-    writeln!(file, "{line}").expect("write event");
+    // One write per line: `writeln!` may write the text and the newline separately, and
+    // threads logging at once would interleave them.
+    file.write_all(format!("{line}\n").as_bytes())
+        .expect("write event");
 }
 
 /// The lines of an event log.

@@ -4,6 +4,7 @@ use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use lameduck_core::Phase;
@@ -14,6 +15,10 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use super::io::{ConnIo, ConnState};
 use super::service::Tracked;
 use super::{HttpService, PeerAddr, Protocol, ResponseBody, Shared};
+
+/// How long an upgraded connection's handler may still use the socket after the forced close:
+/// well inside the core's `FORCE_GRACE` (250 ms), after which the process moves on to exit.
+const UPGRADED_GOODBYE: Duration = Duration::from_millis(100);
 
 /// Serves one accepted connection until it ends, is closed by the drain, or is forced.
 ///
@@ -141,6 +146,23 @@ pub(crate) async fn drive<S, B, G>(
             }
         })
         .await;
+        if !state.io_dropped() {
+            // The handler saw the same forced close; give it a moment to say goodbye on the
+            // socket (the drain proxy sends WebSocket clients `1001 Going Away`) before it is
+            // shut under it.
+            let _ = tokio::time::timeout(
+                UPGRADED_GOODBYE,
+                poll_fn(|cx| {
+                    state.register(cx.waker());
+                    if state.io_dropped() {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending
+                    }
+                }),
+            )
+            .await;
+        }
         if !state.io_dropped() {
             force_close();
         }
