@@ -38,3 +38,112 @@ pub fn is_per_connection(error: &io::Error) -> bool {
         ConnectionRefused | ConnectionAborted | ConnectionReset
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use axum::Extension;
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::{Lameduck, PeerAddr};
+
+    /// A listener that counts the connections it handed out that are still open.
+    struct Counting {
+        inner: TcpListener,
+        open: Arc<AtomicUsize>,
+    }
+
+    struct Open(Arc<AtomicUsize>);
+
+    impl Drop for Open {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Listener for Counting {
+        type Guard = Open;
+
+        async fn accept(&mut self) -> io::Result<(TcpStream, Open)> {
+            let (stream, _) = self.inner.accept().await?;
+            self.open.fetch_add(1, Ordering::SeqCst);
+            Ok((stream, Open(Arc::clone(&self.open))))
+        }
+    }
+
+    async fn wait_until(mut done: impl FnMut() -> bool) -> bool {
+        for _ in 0..200 {
+            if done() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    /// A custom listener's guard lives as long as its connection, and every request carries
+    /// the client's address as [`PeerAddr`] (read here with axum's `Extension`).
+    #[tokio::test]
+    async fn a_custom_listener_serves_and_requests_know_their_peer() {
+        let inner = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = inner.local_addr().unwrap();
+        let open = Arc::new(AtomicUsize::new(0));
+        let listener = Counting {
+            inner,
+            open: Arc::clone(&open),
+        };
+        let lameduck = Lameduck::builder()
+            .admin_addr(None)
+            .hard_exit(false)
+            .build()
+            .unwrap();
+        let app = axum::Router::new().route(
+            "/",
+            get(|Extension(PeerAddr(peer)): Extension<PeerAddr>| async move { peer.to_string() }),
+        );
+        let server = tokio::spawn(lameduck.serve(listener, app).into_future());
+
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let peer = client.local_addr().unwrap().to_string();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = Vec::new();
+        let mut buf = [0; 1024];
+        for _ in 0..100 {
+            if response.ends_with(peer.as_bytes()) {
+                break;
+            }
+            let read = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf))
+                .await
+                .expect("a response in time")
+                .unwrap();
+            assert!(
+                read > 0,
+                "closed early: {}",
+                String::from_utf8_lossy(&response)
+            );
+            response.extend_from_slice(&buf[..read]);
+        }
+        let response = String::from_utf8_lossy(&response);
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.ends_with(&peer), "the body is {peer}: {response}");
+        assert_eq!(
+            open.load(Ordering::SeqCst),
+            1,
+            "the kept-alive connection is open"
+        );
+        drop(client);
+        assert!(
+            wait_until(|| open.load(Ordering::SeqCst) == 0).await,
+            "the guard is dropped with the connection"
+        );
+        server.abort();
+    }
+}
