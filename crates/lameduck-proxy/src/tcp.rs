@@ -9,12 +9,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use lameduck::{Listener, is_per_connection};
-
-use crate::ClientAddress;
 use lameduck_core::{InFlightGuard, Phase, Shutdown};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until};
+
+use crate::ClientAddress;
 
 /// How long connecting to the app may take before the client's connection is closed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
