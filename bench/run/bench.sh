@@ -12,6 +12,9 @@
 #
 # BASELINE_BIN=/path/to/an/older/lameduck adds its `run --proxy` (HTTP and TCP) as two more
 # targets, so a change is measured against what it replaces in the same run.
+#
+# APP=nginx puts nginx (two workers, `return 200 "ok\n"`) behind the proxies instead of the demo
+# app, to see how much of a proxy's latency comes from its interplay with one particular app.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-3}
@@ -21,6 +24,15 @@ threads=${4:-2}
 for tool in wrk haproxy curl; do
   command -v "$tool" >/dev/null || { echo "$tool is missing: apt-get install -y wrk haproxy curl" >&2; exit 2; }
 done
+app_kind=${APP:-demo}
+case $app_kind in
+  demo) ;;
+  nginx)
+    nginx=$(command -v nginx || echo /usr/sbin/nginx)
+    [[ -x $nginx ]] || { echo "nginx is missing: apt-get install -y nginx" >&2; exit 2; }
+    ;;
+  *) echo "APP=$app_kind: expected demo or nginx" >&2; exit 2 ;;
+esac
 
 target_dir=${CARGO_TARGET_DIR:-target}
 cargo build --release -q -p lameduck-cli --no-default-features --features run,demo-app
@@ -41,7 +53,27 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$bin" demo-app --listen "127.0.0.1:$app" 2>"$out/app.err" & pids+=($!)
+if [[ $app_kind == nginx ]]; then
+  mkdir -p "$out/nginx"
+  cat >"$out/nginx/nginx.conf" <<CFG
+worker_processes 2;
+pid $out/nginx/nginx.pid;
+error_log $out/nginx/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$app;
+    location / { return 200 "ok\n"; }
+  }
+}
+CFG
+  # In the foreground (of this background job), so its PID is the master's and cleanup stops it.
+  "$nginx" -c "$out/nginx/nginx.conf" -p "$out/nginx" -g 'daemon off;' 2>"$out/app.err" & pids+=($!)
+else
+  "$bin" demo-app --listen "127.0.0.1:$app" 2>"$out/app.err" & pids+=($!)
+fi
 "$bin" run --admin off --log warn --proxy "127.0.0.1:$ld_http=127.0.0.1:$app" --protocol http \
   -- sleep 1000000 2>"$out/ld-http.err" & pids+=($!)
 "$bin" run --admin off --log warn --proxy "127.0.0.1:$ld_tcp=127.0.0.1:$app" --protocol tcp \
@@ -118,7 +150,7 @@ declare -A rps p99
 for t in "${targets[@]}"; do rps[$t]=$(median "$out/$t.rps"); p99[$t]=$(median "$out/$t.p99"); done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
-echo "wrk -t$threads -c$connections -d${seconds}s, $rounds rounds, medians; $(nproc) CPUs: $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | xargs)"
+echo "app: $app_kind; wrk -t$threads -c$connections -d${seconds}s, $rounds rounds, medians; $(nproc) CPUs: $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | xargs)"
 echo "load average before: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| target | req/s | p99 (ms) | req/s vs direct |"
