@@ -37,6 +37,10 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+mod wake_filter;
+
+use wake_filter::WakeFilter;
+
 /// Idle connections older than this are closed instead of reused.
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(1);
 /// At most this many idle connections are kept; more are closed when they go idle.
@@ -64,23 +68,26 @@ struct Upstream {
     sender: SendRequest<Incoming>,
     /// `None` once the connection has ended.
     conn: Option<Connection<TokioIo<TcpStream>, Incoming>>,
+    /// The waker the connection and its handles are polled with.
+    wakes: WakeFilter,
 }
 
-impl Upstream {
-    /// Does the connection's pending I/O; false once the connection has ended.
-    fn poll_conn(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(conn) = self.conn.as_mut() else {
-            return false;
-        };
-        match Pin::new(conn).poll(cx) {
-            Poll::Pending => true,
-            Poll::Ready(result) => {
-                if let Err(error) = result {
-                    tracing::debug!(%error, "upstream connection ended with an error");
-                }
-                self.conn = None;
-                false
+/// Does the connection's pending I/O; false once the connection has ended.
+fn poll_conn(
+    conn: &mut Option<Connection<TokioIo<TcpStream>, Incoming>>,
+    cx: &mut Context<'_>,
+) -> bool {
+    let Some(polled) = conn.as_mut() else {
+        return false;
+    };
+    match Pin::new(polled).poll(cx) {
+        Poll::Pending => true,
+        Poll::Ready(result) => {
+            if let Err(error) = result {
+                tracing::debug!(%error, "upstream connection ended with an error");
             }
+            *conn = None;
+            false
         }
     }
 }
@@ -123,13 +130,20 @@ impl Pool {
             };
             // A pooled connection is ready at once or not at all (it ended, or is in a state
             // the last response left it in); a fresh one becomes ready on its first poll.
+            let Upstream {
+                sender,
+                conn,
+                wakes,
+            } = &mut *upstream;
             let ready = poll_fn(|cx| {
-                let alive = upstream.poll_conn(cx);
-                match upstream.sender.poll_ready(cx) {
-                    Poll::Ready(result) => Poll::Ready(alive && result.is_ok()),
-                    Poll::Pending if fresh && alive => Poll::Pending,
-                    Poll::Pending => Poll::Ready(false),
-                }
+                wakes.poll(cx, |cx| {
+                    let alive = poll_conn(conn, cx);
+                    match sender.poll_ready(cx) {
+                        Poll::Ready(result) => Poll::Ready(alive && result.is_ok()),
+                        Poll::Pending if fresh && alive => Poll::Pending,
+                        Poll::Pending => Poll::Ready(false),
+                    }
+                })
             })
             .await;
             if !ready {
@@ -138,11 +152,13 @@ impl Pool {
                 }
                 continue;
             }
-            let sent = upstream.sender.try_send_request(req);
+            let sent = sender.try_send_request(req);
             tokio::pin!(sent);
             let result = poll_fn(|cx| {
-                upstream.poll_conn(cx);
-                sent.as_mut().poll(cx)
+                wakes.poll(cx, |cx| {
+                    poll_conn(conn, cx);
+                    sent.as_mut().poll(cx)
+                })
             })
             .await;
             match result {
@@ -213,6 +229,7 @@ impl Pool {
         Ok(Box::new(Upstream {
             sender,
             conn: Some(conn),
+            wakes: WakeFilter::default(),
         }))
     }
 }
@@ -225,19 +242,6 @@ pub(crate) struct PooledBody {
     ended: bool,
 }
 
-impl PooledBody {
-    fn poll_body(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        if let Poll::Ready(None) = polled {
-            self.ended = true;
-        }
-        polled
-    }
-}
-
 impl Body for PooledBody {
     type Data = Bytes;
     type Error = hyper::Error;
@@ -247,14 +251,25 @@ impl Body for PooledBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
-        if let Poll::Ready(frame) = this.poll_body(cx) {
-            return Poll::Ready(frame);
+        let body = &mut this.body;
+        let polled = match this.lease.as_mut() {
+            // The body is fed by the connection: let it read, then look again.
+            Some((upstream, _)) => {
+                let Upstream { conn, wakes, .. } = &mut **upstream;
+                wakes.poll(cx, |cx| match Pin::new(&mut *body).poll_frame(cx) {
+                    Poll::Ready(frame) => Poll::Ready(frame),
+                    Poll::Pending => {
+                        poll_conn(conn, cx);
+                        Pin::new(&mut *body).poll_frame(cx)
+                    }
+                })
+            }
+            None => Pin::new(body).poll_frame(cx),
+        };
+        if let Poll::Ready(None) = polled {
+            this.ended = true;
         }
-        // The body is fed by the connection: let it read, then look again.
-        if let Some((upstream, _)) = this.lease.as_mut() {
-            upstream.poll_conn(cx);
-        }
-        this.poll_body(cx)
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
