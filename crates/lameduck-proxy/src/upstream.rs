@@ -152,7 +152,9 @@ impl Pool {
                 }
                 continue;
             }
-            let sent = sender.try_send_request(req);
+            // Handing the request over wakes the connection, which is this task; it is polled
+            // just below.
+            let sent = wakes.quietly(|| sender.try_send_request(req));
             tokio::pin!(sent);
             let result = poll_fn(|cx| {
                 wakes.poll(cx, |cx| {

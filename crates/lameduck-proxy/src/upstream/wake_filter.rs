@@ -84,6 +84,18 @@ impl WakeFilter {
     }
 }
 
+impl WakeFilter {
+    /// Runs `f`, which hands the connection work (a request into its channel), without waking
+    /// the task for it. Only for a caller that polls through [`WakeFilter::poll`] right after:
+    /// that poll sees whatever the dropped wake was for.
+    pub(crate) fn quietly<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.filter.polling.store(true, Ordering::SeqCst);
+        let out = f();
+        self.filter.polling.store(false, Ordering::SeqCst);
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicUsize;
@@ -129,6 +141,20 @@ mod tests {
         assert_eq!(task.0.load(Ordering::SeqCst), 0);
         kept.unwrap().wake();
         assert_eq!(task.0.load(Ordering::SeqCst), 1);
+
+        // Work handed over quietly wakes nobody; the poll that follows does it.
+        let kept = kept_waker(&filter, &mut cx);
+        filter.quietly(|| kept.wake_by_ref());
+        assert_eq!(task.0.load(Ordering::SeqCst), 1);
+    }
+
+    fn kept_waker(filter: &WakeFilter, cx: &mut Context<'_>) -> Waker {
+        let mut kept = None;
+        let _: Poll<()> = filter.poll(cx, |cx| {
+            kept = Some(cx.waker().clone());
+            Poll::Pending
+        });
+        kept.expect("polled once")
     }
 
     #[test]
