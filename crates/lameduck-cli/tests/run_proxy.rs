@@ -127,15 +127,21 @@ fn h2c_and_websocket_pass_through_and_h2_gets_goaway_while_draining() {
 fn a_websocket_the_stopping_app_leaves_open_ends_with_going_away() {
     let dir = TempDir::new("ws-going-away");
     let (mut wrapper, listen) = start_proxied_demo_app(&dir);
+    // The naive demo app dies of the stop signal without closing its WebSockets.
+    assert_stop_ends_websocket_with_going_away(&mut wrapper, listen);
+}
+
+/// Opens a WebSocket through the proxy, sends the wrapper SIGTERM and asserts the client's
+/// next message is a `1001 Going Away` close frame; then waits for the wrapper to exit.
+fn assert_stop_ends_websocket_with_going_away(wrapper: &mut Wrapper, listen: std::net::SocketAddr) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
+        .expect("runtime");
     let ending = runtime.block_on(async {
         use futures_util::StreamExt;
 
         let mut ws = echoed_websocket(listen).await;
-        // The naive demo app dies of the stop signal without closing its WebSockets.
         wrapper.signal(Signal::SIGTERM);
         tokio::time::timeout(Duration::from_secs(8), ws.next()).await
     });
@@ -177,22 +183,7 @@ fn a_websocket_cut_at_the_forced_close_ends_with_going_away() {
         ],
     );
     wrapper.wait_ready();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let ending = runtime.block_on(async {
-        use futures_util::StreamExt;
-
-        let mut ws = echoed_websocket(listen).await;
-        wrapper.signal(Signal::SIGTERM);
-        tokio::time::timeout(Duration::from_secs(8), ws.next()).await
-    });
-    let Ok(Some(Ok(Message::Close(Some(frame))))) = ending else {
-        panic!("expected a close frame, got {ending:?}");
-    };
-    assert_eq!(frame.code, CloseCode::Away, "{frame:?}");
-    wrapper.wait_exit(Duration::from_secs(8));
+    assert_stop_ends_websocket_with_going_away(&mut wrapper, listen);
 }
 
 /// An HTTP/1.1 app on `app` that answers every request with `n<count> for=<X-Forwarded-For>`,
