@@ -7,7 +7,8 @@
 //!
 //! Here a request takes an idle connection off a stack (or dials one) and its own future — then
 //! its response body — polls that connection, so the downstream connection's task does all the
-//! work and no other task is woken. The connection goes back on the stack once the response body
+//! work and no other task is woken. hyper's hand-overs between the connection and its handles
+//! still wake that task while it runs; `wake_filter` absorbs those wakes. The connection goes back on the stack once the response body
 //! has been read to its end; a body dropped before its end closes the connection (its state is
 //! unknown).
 //!
