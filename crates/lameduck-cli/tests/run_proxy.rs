@@ -184,6 +184,11 @@ fn a_websocket_cut_at_the_forced_close_ends_with_going_away() {
     );
     wrapper.wait_ready();
     assert_stop_ends_websocket_with_going_away(&mut wrapper, listen);
+    let log = wrapper.log_text();
+    assert!(
+        log.contains("forced close"),
+        "the WebSocket was still open at the forced close: {log}"
+    );
 }
 
 /// An HTTP/1.1 app on `app` that answers every request with `n<count> for=<X-Forwarded-For>`,
