@@ -4,12 +4,15 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
 use http::header::{CONNECTION, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use lameduck_core::Phase;
+use pin_project_lite::pin_project;
 use tower::ServiceExt;
+use tower::util::Oneshot;
 
 use super::body::{RequestGuard, TrackedBody};
 use super::io::ConnState;
@@ -25,8 +28,6 @@ pub(crate) struct Tracked<S, B> {
     pub(crate) peer: Option<PeerAddr>,
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
 impl<S, B> hyper::service::Service<Request<Incoming>> for Tracked<S, B>
 where
     S: HttpService<B>,
@@ -34,7 +35,7 @@ where
 {
     type Response = Response<TrackedBody<B>>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+    type Future = TrackedFuture<S, B>;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         let lameduck = &self.shared.lameduck;
@@ -54,20 +55,58 @@ where
         if let Some(peer) = self.peer {
             req.extensions_mut().insert(peer);
         }
-        let shared = Arc::clone(&self.shared);
-        let conn = Arc::clone(&self.conn);
-        let response = self.inner.clone().oneshot(req);
-        Box::pin(async move {
-            let mut response = response.await?;
-            if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-                conn.set_protocol(Protocol::Http1, Protocol::Upgraded);
-            } else if http1 && shared.broadcast.phase() >= Phase::Draining {
-                response
-                    .headers_mut()
-                    .insert(CONNECTION, HeaderValue::from_static("close"));
-            }
-            Ok(response.map(|body| TrackedBody::new(body, guard)))
-        })
+        TrackedFuture {
+            response: self.inner.clone().oneshot(req),
+            guard: Some(guard),
+            http1,
+            conn: Arc::clone(&self.conn),
+            shared: Arc::clone(&self.shared),
+            body: PhantomData,
+        }
+    }
+}
+
+pin_project! {
+    /// The app's response, with the request's guard moved into its body.
+    ///
+    /// A named type rather than a boxed `async` block: hyper keeps it in the connection's
+    /// in-flight slot, allocated once per connection, so a request costs no allocation here.
+    pub(crate) struct TrackedFuture<S, B>
+    where
+        S: HttpService<B>,
+    {
+        #[pin]
+        response: Oneshot<S, Request<Incoming>>,
+        guard: Option<RequestGuard>,
+        http1: bool,
+        conn: Arc<ConnState>,
+        shared: Arc<Shared>,
+        body: PhantomData<fn() -> B>,
+    }
+}
+
+impl<S, B> Future for TrackedFuture<S, B>
+where
+    S: HttpService<B>,
+    B: ResponseBody,
+{
+    type Output = Result<Response<TrackedBody<B>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = ready!(this.response.poll(cx))?;
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            this.conn.set_protocol(Protocol::Http1, Protocol::Upgraded);
+        } else if *this.http1 && this.shared.broadcast.phase() >= Phase::Draining {
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        let Some(guard) = this.guard.take() else {
+            // Like an `async` block's: polling a finished future is the caller's bug.
+            panic!("TrackedFuture polled after it completed");
+        };
+        Poll::Ready(Ok(response.map(|body| TrackedBody::new(body, guard))))
     }
 }
 
