@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::ClientAddress;
-use crate::upstream::{self, PooledBody, UpstreamError};
+use crate::upstream::{self, PooledBody, RawBody, UpstreamError};
 use crate::{headers, tunnel};
 
 /// How long connecting to the app may take before the request gets a 502.
@@ -39,23 +39,34 @@ pub struct ForwardBody(BodyKind);
 enum BodyKind {
     /// From a connection of the lean HTTP/1 pool; reading it drives that connection.
     Pooled(PooledBody),
+    /// The response to a bodiless request, read from the connection it came on.
+    Raw(RawBody),
     /// From hyper-util's client (h2c, upgrades).
     Client(Incoming),
     /// Written by the proxy.
     Local(Full<Bytes>),
 }
 
+/// Why a response body ended early: the upstream exchange failed.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
 impl Body for ForwardBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        fn boxed<E: std::error::Error + Send + Sync + 'static>(
+            frame: Option<Result<Frame<Bytes>, E>>,
+        ) -> Option<Result<Frame<Bytes>, BodyError>> {
+            frame.map(|result| result.map_err(BodyError::from))
+        }
         match &mut self.get_mut().0 {
-            BodyKind::Pooled(body) => Pin::new(body).poll_frame(cx),
-            BodyKind::Client(body) => Pin::new(body).poll_frame(cx),
+            BodyKind::Pooled(body) => Pin::new(body).poll_frame(cx).map(boxed),
+            BodyKind::Raw(body) => Pin::new(body).poll_frame(cx).map(boxed),
+            BodyKind::Client(body) => Pin::new(body).poll_frame(cx).map(boxed),
             BodyKind::Local(body) => Pin::new(body)
                 .poll_frame(cx)
                 .map(|frame| frame.map(|result| result.map_err(|never| match never {}))),
@@ -65,6 +76,7 @@ impl Body for ForwardBody {
     fn is_end_stream(&self) -> bool {
         match &self.0 {
             BodyKind::Pooled(body) => body.is_end_stream(),
+            BodyKind::Raw(body) => body.is_end_stream(),
             BodyKind::Client(body) => body.is_end_stream(),
             BodyKind::Local(body) => body.is_end_stream(),
         }
@@ -73,6 +85,7 @@ impl Body for ForwardBody {
     fn size_hint(&self) -> SizeHint {
         match &self.0 {
             BodyKind::Pooled(body) => body.size_hint(),
+            BodyKind::Raw(body) => body.size_hint(),
             BodyKind::Client(body) => body.size_hint(),
             BodyKind::Local(body) => body.size_hint(),
         }
@@ -132,8 +145,10 @@ struct Inner {
     protocol: UpstreamProtocol,
     /// Whether the client's address is appended to `X-Forwarded-For`.
     forwarded_for: bool,
-    /// Plain HTTP/1 requests: connections driven by the requests' own tasks.
+    /// Plain HTTP/1 requests with a body: hyper connections driven by the requests' own tasks.
     pool: Arc<upstream::Pool>,
+    /// Plain HTTP/1 requests without a body (most of them): connections spoken to directly.
+    raw: Arc<upstream::RawPool>,
     /// Upgrade handshakes over HTTP/1 (the upgraded connection needs a task of its own).
     http1: Client<Connector, Incoming>,
     h2c: Client<Connector, Incoming>,
@@ -182,6 +197,7 @@ impl Forward {
                 protocol,
                 forwarded_for: client_address == ClientAddress::XForwardedFor,
                 pool: Arc::new(upstream::Pool::new(upstream, CONNECT_TIMEOUT)),
+                raw: Arc::new(upstream::RawPool::new(upstream, CONNECT_TIMEOUT)),
                 http1,
                 h2c,
                 force_close,
@@ -229,8 +245,12 @@ impl Inner {
             return Ok(Box::pin(self.forward_via_client(req, h2, downstream, websocket)).await);
         }
         self.prepare_http1(&mut req);
+        if req.body().is_end_stream() {
+            let response = self.raw.send(&req).await;
+            return Ok(self.finish_http1(response.map(|r| r.map(BodyKind::Raw))));
+        }
         let response = self.pool.send(req).await;
-        Ok(self.finish_http1(response))
+        Ok(self.finish_http1(response.map(|r| r.map(BodyKind::Pooled))))
     }
 
     /// h2c and upgrade handshakes, through hyper-util's client.
@@ -353,7 +373,7 @@ impl Inner {
 
     fn finish_http1(
         &self,
-        response: Result<Response<PooledBody>, UpstreamError>,
+        response: Result<Response<BodyKind>, UpstreamError>,
     ) -> Response<ForwardBody> {
         match response {
             Ok(mut response) => {
@@ -364,7 +384,7 @@ impl Inner {
                     );
                 }
                 headers::strip(response.headers_mut(), false);
-                response.map(|body| ForwardBody(BodyKind::Pooled(body)))
+                response.map(ForwardBody)
             }
             Err(error) => self.bad_gateway(&error),
         }

@@ -38,8 +38,10 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+mod raw;
 mod wake_filter;
 
+pub(crate) use raw::{RawBody, RawPool};
 use wake_filter::WakeFilter;
 
 /// Idle connections older than this are closed instead of reused.
@@ -50,16 +52,56 @@ const MAX_IDLE: usize = 1024;
 /// Pooled connections found closed before sending do not count: the pool is bounded.
 const MAX_ATTEMPTS: usize = 4;
 
-/// Idle HTTP/1 connections to one upstream address, most recently used on top.
+/// Idle connections, most recently used on top; older than [`IDLE_TIMEOUT`] they are dropped.
+struct IdleStack<C> {
+    idle: Mutex<VecDeque<Idle<C>>>,
+}
+
+struct Idle<C> {
+    conn: C,
+    since: Instant,
+}
+
+impl<C> Default for IdleStack<C> {
+    fn default() -> Self {
+        Self {
+            idle: Mutex::new(VecDeque::new()),
+        }
+    }
+}
+
+impl<C> IdleStack<C> {
+    fn take(&self) -> Option<C> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = idle.pop_back()?;
+        if entry.since.elapsed() > IDLE_TIMEOUT {
+            // The newest is too old, so all are.
+            idle.clear();
+            return None;
+        }
+        Some(entry.conn)
+    }
+
+    fn put(&self, conn: C) {
+        let now = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        while idle
+            .front()
+            .is_some_and(|oldest| now.duration_since(oldest.since) > IDLE_TIMEOUT)
+        {
+            idle.pop_front();
+        }
+        if idle.len() < MAX_IDLE {
+            idle.push_back(Idle { conn, since: now });
+        }
+    }
+}
+
+/// Idle HTTP/1 connections to one upstream address, driven by hyper.
 pub(crate) struct Pool {
     addr: SocketAddr,
     connect_timeout: Duration,
-    idle: Mutex<VecDeque<Idle>>,
-}
-
-struct Idle {
-    upstream: Box<Upstream>,
-    since: Instant,
+    idle: IdleStack<Box<Upstream>>,
 }
 
 /// One HTTP/1 connection to the app: the handle that sends requests and the future that does
@@ -104,6 +146,8 @@ pub(crate) enum UpstreamError {
     Exhausted,
     #[error("a new connection closed at once")]
     NotReady,
+    #[error(transparent)]
+    Raw(std::io::Error),
 }
 
 impl Pool {
@@ -111,7 +155,7 @@ impl Pool {
         Self {
             addr,
             connect_timeout,
-            idle: Mutex::new(VecDeque::new()),
+            idle: IdleStack::default(),
         }
     }
 
@@ -124,7 +168,7 @@ impl Pool {
         let mut attempts = 0;
         // Bounded: each turn drops a pooled connection (at most MAX_IDLE) or counts an attempt.
         for _ in 0..MAX_IDLE + MAX_ATTEMPTS {
-            let (mut upstream, fresh) = match self.take() {
+            let (mut upstream, fresh) = match self.idle.take() {
                 Some(upstream) => (upstream, false),
                 // Boxed: a rare path, whose state would enlarge every request's future.
                 None => (Box::pin(self.connect()).await?, true),
@@ -187,34 +231,6 @@ impl Pool {
             }
         }
         Err(UpstreamError::Exhausted)
-    }
-
-    fn take(&self) -> Option<Box<Upstream>> {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = idle.pop_back()?;
-        if entry.since.elapsed() > IDLE_TIMEOUT {
-            // The newest is too old, so all are.
-            idle.clear();
-            return None;
-        }
-        Some(entry.upstream)
-    }
-
-    fn put(&self, upstream: Box<Upstream>) {
-        let now = Instant::now();
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        while idle
-            .front()
-            .is_some_and(|oldest| now.duration_since(oldest.since) > IDLE_TIMEOUT)
-        {
-            idle.pop_front();
-        }
-        if idle.len() < MAX_IDLE {
-            idle.push_back(Idle {
-                upstream,
-                since: now,
-            });
-        }
     }
 
     async fn connect(&self) -> Result<Box<Upstream>, UpstreamError> {
@@ -289,7 +305,7 @@ impl Drop for PooledBody {
         if let Some((upstream, pool)) = self.lease.take() {
             // Read to its end: the connection is between messages and can carry the next one.
             if (self.ended || self.body.is_end_stream()) && upstream.conn.is_some() {
-                pool.put(upstream);
+                pool.idle.put(upstream);
             }
         }
     }

@@ -1,0 +1,544 @@
+//! Requests without a body, sent over HTTP/1.1 connections this module speaks itself.
+//!
+//! Most proxied requests are GETs. For them hyper's client connection was about half of the
+//! proxy's user-space instructions per request: its dispatch channels, callback and state
+//! machine serve request bodies, pipelining and upgrades a bodiless exchange does not have.
+//! Here the request head is written from the parsed request in one send, the response head is
+//! parsed with `httparse`, and the response body is read from the socket as the client's
+//! connection asks for it, all in the client connection's task.
+//!
+//! The framing rules are RFC 9112's (§6.3): no body after HEAD or for 1xx/204/304; chunked
+//! wins over Content-Length (and such a connection is not reused); a response with neither is
+//! read until the app closes. Interim 1xx responses are skipped. Chunk extensions and trailers
+//! are dropped. A connection goes back to the idle stack only after a keep-alive HTTP/1.1
+//! response was read to its end.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker, ready};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::{IdleStack, UpstreamError};
+
+/// The most response-head bytes read before the response is refused (hyper's default too).
+const MAX_HEAD: usize = 64 * 1024;
+/// The most headers a response may have.
+const MAX_HEADERS: usize = 100;
+/// Reads ask the socket for at least this much room.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// Idle connections to one upstream address, with the dial timeout for new ones.
+pub(crate) struct RawPool {
+    addr: SocketAddr,
+    connect_timeout: Duration,
+    idle: IdleStack<Box<RawConn>>,
+}
+
+/// One upstream connection and its buffers, kept across requests so they stay warm.
+pub(crate) struct RawConn {
+    stream: TcpStream,
+    read: BytesMut,
+    write: Vec<u8>,
+}
+
+/// How the response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// This many bytes are left.
+    Length(u64),
+    /// Chunked transfer coding, at this point of a chunk.
+    Chunked(Chunk),
+    /// Until the app closes the connection.
+    Close,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Expecting a chunk-size line.
+    Size,
+    /// This many bytes of chunk data are left.
+    Data(u64),
+    /// Expecting the CRLF after chunk data.
+    DataEnd,
+    /// After the last chunk: expecting trailers or the final CRLF.
+    Trailers,
+}
+
+impl RawPool {
+    pub(crate) fn new(addr: SocketAddr, connect_timeout: Duration) -> Self {
+        Self {
+            addr,
+            connect_timeout,
+            idle: IdleStack::default(),
+        }
+    }
+
+    /// Sends a bodiless request (origin-form target, `Host` set, hop-by-hop headers gone) and
+    /// returns the response, whose body reads the rest from the connection.
+    ///
+    /// A pooled connection the app closed while it sat idle is passed over: for idempotent
+    /// methods (RFC 9110 §9.2.2) by sending again when it answers nothing, for the others by
+    /// looking for the close before sending, so they are never sent twice.
+    pub(crate) async fn send<B>(
+        self: &Arc<Self>,
+        req: &Request<B>,
+    ) -> Result<Response<RawBody>, UpstreamError> {
+        let idempotent = req.method().is_idempotent();
+        // Bounded: each turn but the last drops a pooled connection.
+        for _ in 0..=super::MAX_IDLE {
+            let (mut conn, pooled) = match self.idle.take() {
+                Some(conn) => (conn, true),
+                None => (Box::pin(self.connect()).await?, false),
+            };
+            if pooled && !idempotent && closed_while_idle(&conn.stream) {
+                continue;
+            }
+            encode_head(req, &mut conn.write);
+            let exchanged = match conn.stream.write_all(&conn.write).await {
+                Ok(()) => read_head(&mut conn, req.method() == Method::HEAD).await,
+                Err(error) if is_closed(&error) => Ok(None),
+                Err(error) => Err(error),
+            };
+            match exchanged {
+                Ok(Some(head)) => return Ok(self.respond(conn, head)),
+                Ok(None) if pooled && idempotent => {}
+                Ok(None) => {
+                    return Err(UpstreamError::Raw(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the app closed the connection without answering",
+                    )));
+                }
+                Err(error) => return Err(UpstreamError::Raw(error)),
+            }
+        }
+        Err(UpstreamError::Exhausted)
+    }
+
+    fn respond(self: &Arc<Self>, conn: Box<RawConn>, head: Head) -> Response<RawBody> {
+        let mut response = Response::new(RawBody {
+            conn: Some(conn),
+            framing: head.framing,
+            reusable: head.reusable,
+            pool: Arc::clone(self),
+        });
+        *response.status_mut() = head.status;
+        *response.headers_mut() = head.headers;
+        response
+    }
+
+    async fn connect(&self) -> Result<Box<RawConn>, UpstreamError> {
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.addr))
+            .await
+            .map_err(|_| {
+                UpstreamError::Connect(io::Error::new(io::ErrorKind::TimedOut, "timed out"))
+            })?
+            .map_err(UpstreamError::Connect)?;
+        stream.set_nodelay(true).map_err(UpstreamError::Connect)?;
+        Ok(Box::new(RawConn {
+            stream,
+            read: BytesMut::with_capacity(READ_CHUNK),
+            write: Vec::with_capacity(1024),
+        }))
+    }
+}
+
+/// Whether the app closed (or wrote on) an idle connection, as far as the reactor has seen:
+/// no system call unless the socket was marked readable.
+fn closed_while_idle(stream: &TcpStream) -> bool {
+    let mut cx = Context::from_waker(Waker::noop());
+    match stream.poll_read_ready(&mut cx) {
+        Poll::Pending => false,
+        Poll::Ready(Err(_)) => true,
+        // Readable: either stale readiness from the last response (the read clears it) or
+        // an end of stream, or bytes nobody asked for; only the first leaves it usable.
+        Poll::Ready(Ok(())) => !matches!(
+            stream.try_read(&mut [0; 1]),
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock
+        ),
+    }
+}
+
+/// Writes the request line and headers (the request has no body) into `out`.
+fn encode_head<B>(req: &Request<B>, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(req.method().as_str().as_bytes());
+    out.push(b' ');
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in req.headers() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A parsed final response head.
+struct Head {
+    status: StatusCode,
+    headers: HeaderMap,
+    framing: Framing,
+    reusable: bool,
+}
+
+/// Reads until a final response head is parsed (interim 1xx ones are skipped); `None` if the
+/// connection closed before any byte of a response.
+async fn read_head(conn: &mut RawConn, head_request: bool) -> io::Result<Option<Head>> {
+    conn.read.clear();
+    let mut received = false;
+    // Bounded: each turn reads at least one byte, and MAX_HEAD bytes end it.
+    loop {
+        if !conn.read.is_empty() {
+            received = true;
+            if let Some(head) = parse_head(&mut conn.read, head_request)? {
+                return Ok(Some(head));
+            }
+            if conn.read.len() > MAX_HEAD {
+                return Err(invalid("the response head is too large"));
+            }
+        }
+        conn.read.reserve(READ_CHUNK);
+        let read = match conn.stream.read_buf(&mut conn.read).await {
+            Err(error) if is_closed(&error) && !received => return Ok(None),
+            read => read?,
+        };
+        if read == 0 {
+            return if received {
+                Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the app closed the connection in a response head",
+                ))
+            } else {
+                Ok(None)
+            };
+        }
+    }
+}
+
+/// Parses a complete response head at the start of `buf` and removes it; `None` if more bytes
+/// are needed. Interim (1xx) responses are removed and skipped.
+fn parse_head(buf: &mut BytesMut, head_request: bool) -> io::Result<Option<Head>> {
+    // Bounded by the bytes in `buf`: each interim response removes its head.
+    loop {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut slots);
+        let len = match parsed.parse(buf) {
+            Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => len,
+            Ok(httparse::Status::Complete(_)) => {
+                return Err(invalid("the response head is too large"));
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(error) => return Err(invalid(&format!("bad response head: {error}"))),
+        };
+        let code = parsed.code.unwrap_or(0);
+        let status = StatusCode::from_u16(code).map_err(|_| invalid("bad response status code"))?;
+        if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+            buf.advance(len);
+            continue;
+        }
+        let http11 = parsed.version == Some(1);
+        let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+        let mut chunked = false;
+        let mut transfer_encoding = false;
+        let mut length = None;
+        let mut close = !http11;
+        for field in parsed.headers.iter() {
+            let name = HeaderName::from_bytes(field.name.as_bytes())
+                .map_err(|_| invalid("bad response header name"))?;
+            let value = HeaderValue::from_bytes(field.value)
+                .map_err(|_| invalid("bad response header value"))?;
+            if name == header::TRANSFER_ENCODING {
+                transfer_encoding = true;
+                // Only the last coding decides whether the body is chunked.
+                chunked = last_token(field.value).eq_ignore_ascii_case(b"chunked");
+            } else if name == header::CONTENT_LENGTH {
+                let value = std::str::from_utf8(field.value)
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .ok_or_else(|| invalid("bad Content-Length"))?;
+                if length.is_some_and(|seen| seen != value) {
+                    return Err(invalid("conflicting Content-Length values"));
+                }
+                length = Some(value);
+            } else if name == header::CONNECTION {
+                close |= has_token(field.value, b"close");
+                if !http11 && has_token(field.value, b"keep-alive") {
+                    close = false;
+                }
+            }
+            headers.append(name, value);
+        }
+        buf.advance(len);
+        let no_body =
+            head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+        let framing = if no_body {
+            Framing::Length(0)
+        } else if transfer_encoding {
+            // Content-Length next to Transfer-Encoding is ignored (and suspect): no reuse.
+            close |= length.is_some() || !chunked;
+            if chunked {
+                Framing::Chunked(Chunk::Size)
+            } else {
+                Framing::Close
+            }
+        } else if let Some(length) = length {
+            Framing::Length(length)
+        } else {
+            Framing::Close
+        };
+        if no_body {
+            headers.remove(header::TRANSFER_ENCODING);
+        }
+        return Ok(Some(Head {
+            status,
+            headers,
+            reusable: !close && framing != Framing::Close,
+            framing,
+        }));
+    }
+}
+
+fn tokens(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
+}
+
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    tokens(value).any(|t| t.eq_ignore_ascii_case(token))
+}
+
+fn last_token(value: &[u8]) -> &[u8] {
+    tokens(value).next_back().unwrap_or_default()
+}
+
+/// Whether an error says the app closed the connection (a pooled one may have been closed
+/// while it sat idle).
+fn is_closed(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+    )
+}
+
+fn invalid(message: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message.to_owned())
+}
+
+/// A response body read from its upstream connection; the connection goes back to the pool
+/// when the body was read to its end on a connection that may be reused.
+pub(crate) struct RawBody {
+    /// `None` once the body ended.
+    conn: Option<Box<RawConn>>,
+    framing: Framing,
+    reusable: bool,
+    pool: Arc<RawPool>,
+}
+
+impl RawBody {
+    /// The next piece of body from the buffered bytes; `Ok(None)` when more must be read.
+    fn decode(&mut self, buf: &mut BytesMut) -> io::Result<Option<Decoded>> {
+        // Bounded: each turn consumes bytes from `buf` or returns.
+        loop {
+            match self.framing {
+                Framing::Length(0) => return Ok(Some(Decoded::End)),
+                Framing::Length(left) => {
+                    if buf.is_empty() {
+                        return Ok(None);
+                    }
+                    let take = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                    self.framing = Framing::Length(left - take as u64);
+                    return Ok(Some(Decoded::Data(buf.split_to(take).freeze())));
+                }
+                Framing::Close => {
+                    if buf.is_empty() {
+                        return Ok(None);
+                    }
+                    return Ok(Some(Decoded::Data(buf.split().freeze())));
+                }
+                Framing::Chunked(Chunk::Size) => match httparse::parse_chunk_size(buf) {
+                    Ok(httparse::Status::Complete((len, 0))) => {
+                        buf.advance(len);
+                        self.framing = Framing::Chunked(Chunk::Trailers);
+                    }
+                    Ok(httparse::Status::Complete((len, size))) => {
+                        buf.advance(len);
+                        self.framing = Framing::Chunked(Chunk::Data(size));
+                    }
+                    Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(None),
+                    _ => return Err(invalid("bad chunk size line")),
+                },
+                Framing::Chunked(Chunk::Data(left)) => {
+                    if buf.is_empty() {
+                        return Ok(None);
+                    }
+                    let take = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                    let left = left - take as u64;
+                    self.framing = Framing::Chunked(if left == 0 {
+                        Chunk::DataEnd
+                    } else {
+                        Chunk::Data(left)
+                    });
+                    return Ok(Some(Decoded::Data(buf.split_to(take).freeze())));
+                }
+                Framing::Chunked(Chunk::DataEnd) => {
+                    if buf.len() < 2 {
+                        return Ok(None);
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err(invalid("chunk data not followed by CRLF"));
+                    }
+                    buf.advance(2);
+                    self.framing = Framing::Chunked(Chunk::Size);
+                }
+                Framing::Chunked(Chunk::Trailers) => {
+                    // Trailer fields are dropped; the section ends with an empty line.
+                    let end = if buf.starts_with(b"\r\n") {
+                        Some(2)
+                    } else {
+                        buf.windows(4)
+                            .position(|w| w == b"\r\n\r\n")
+                            .map(|at| at + 4)
+                    };
+                    match end {
+                        Some(end) => {
+                            buf.advance(end);
+                            self.framing = Framing::Length(0);
+                        }
+                        None if buf.len() < MAX_HEAD => return Ok(None),
+                        None => return Err(invalid("trailer section too large")),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the body: the connection is reused if the exchange left it clean.
+    fn finish(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            if self.reusable && conn.read.is_empty() {
+                self.pool.idle.put(conn);
+            }
+        }
+    }
+}
+
+enum Decoded {
+    Data(Bytes),
+    End,
+}
+
+impl Body for RawBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = self.get_mut();
+        // Bounded: each turn reads at least one byte from the socket or returns.
+        loop {
+            let Some(mut conn) = this.conn.take() else {
+                return Poll::Ready(None);
+            };
+            let decoded = this.decode(&mut conn.read);
+            this.conn = Some(conn);
+            match decoded {
+                Ok(Some(Decoded::Data(data))) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                Ok(Some(Decoded::End)) => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(error)));
+                }
+            }
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            conn.read.reserve(READ_CHUNK);
+            let read = ready!(poll_read_buf(&conn.stream, cx, &mut conn.read));
+            match read {
+                Ok(0) if this.framing == Framing::Close => {
+                    this.conn = None;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => {
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the app closed the connection in a response body",
+                    ))));
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(error)));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.conn.is_none() || self.framing == Framing::Length(0)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            Framing::Length(left) => SizeHint::with_exact(left),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+impl Drop for RawBody {
+    fn drop(&mut self) {
+        // hyper may drop a body it saw end (is_end_stream) without polling it to None.
+        if self.framing == Framing::Length(0) {
+            self.finish();
+        }
+    }
+}
+
+impl std::fmt::Debug for RawBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawBody")
+            .field("framing", &self.framing)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads what the socket has into `buf`, waiting for readiness if it has nothing.
+fn poll_read_buf(
+    stream: &TcpStream,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+) -> Poll<io::Result<usize>> {
+    // Bounded: readiness that turns out stale is cleared by the failed read.
+    for _ in 0..8 {
+        ready!(stream.poll_read_ready(cx))?;
+        match stream.try_read_buf(buf) {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            result => return Poll::Ready(result),
+        }
+    }
+    cx.waker().wake_by_ref();
+    Poll::Pending
+}
+
+#[cfg(test)]
+mod tests;
