@@ -249,7 +249,9 @@ impl Inner {
             let response = self.raw.send(&req).await;
             return Ok(self.finish_http1(response.map(|r| r.map(BodyKind::Raw))));
         }
-        let response = self.pool.send(req).await;
+        // Boxed: hyper's exchange is large and would enlarge (and push out of the allocator's
+        // small-size cache) the future of every bodiless request.
+        let response = Box::pin(self.pool.send(req)).await;
         Ok(self.finish_http1(response.map(|r| r.map(BodyKind::Pooled))))
     }
 

@@ -14,6 +14,7 @@
 //! response was read to its end.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -231,9 +232,11 @@ async fn read_head(conn: &mut RawConn, head_request: bool) -> io::Result<Option<
 fn parse_head(buf: &mut BytesMut, head_request: bool) -> io::Result<Option<Head>> {
     // Bounded by the bytes in `buf`: each interim response removes its head.
     loop {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Response::new(&mut slots);
-        let len = match parsed.parse(buf) {
+        // Left uninitialized: zeroing 100 slots per response cost more than parsing them.
+        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut []);
+        let config = httparse::ParserConfig::default();
+        let len = match config.parse_response_with_uninit_headers(&mut parsed, buf, &mut slots) {
             Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => len,
             Ok(httparse::Status::Complete(_)) => {
                 return Err(invalid("the response head is too large"));
