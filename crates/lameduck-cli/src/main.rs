@@ -19,10 +19,6 @@ use clap::{Parser, Subcommand};
 
 use crate::exit::Failure;
 
-/// mimalloc: see the note on the dependency in Cargo.toml.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Zero-downtime pod termination for Kubernetes, with evidence.
 #[derive(Debug, Parser)]
 #[command(name = "lameduck", version, about, propagate_version = true)]
