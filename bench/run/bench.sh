@@ -149,6 +149,10 @@ median() { sort -g "$1" | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1)
 declare -A rps p99
 for t in "${targets[@]}"; do rps[$t]=$(median "$out/$t.rps"); p99[$t]=$(median "$out/$t.p99"); done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+# The median over rounds of A/B measured in the same round: drift in machine load between
+# rounds cancels out of each round's ratio.
+paired() { paste "$1" "$2" | awk '{ print $1 / $2 }' | sort -g |
+  awk '{ a[NR] = $1 } END { printf "%.2f", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 echo "app: $app_kind; wrk -t$threads -c$connections -d${seconds}s, $rounds rounds, medians; $(nproc) CPUs: $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | xargs)"
 echo "load average before: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -159,13 +163,17 @@ for t in "${targets[@]}"; do
   echo "| $t | ${rps[$t]} | ${p99[$t]} | $(ratio "${rps[$t]}" "${rps[direct]}") |"
 done
 echo
-echo "| mode | lameduck / HAProxy req/s | lameduck p99 / HAProxy p99 |"
-echo "|---|---:|---:|"
-for mode in http tcp; do
-  echo "| $mode | $(ratio "${rps[lameduck-$mode]}" "${rps[haproxy-$mode]}") | $(ratio "${p99[lameduck-$mode]}" "${p99[haproxy-$mode]}") |"
-done
+echo "| mode | lameduck / HAProxy req/s | lameduck p99 / HAProxy p99 | paired req/s | paired p99 |"
+echo "|---|---:|---:|---:|---:|"
+# compare NAME MODE LABEL: one row of NAME's ratios to HAProxy in MODE.
+compare() {
+  local a=$1-$2 b=haproxy-$2
+  echo "| $3 | $(ratio "${rps[$a]}" "${rps[$b]}") | $(ratio "${p99[$a]}" "${p99[$b]}") |" \
+    "$(paired "$out/$a.rps" "$out/$b.rps") | $(paired "$out/$a.p99" "$out/$b.p99") |"
+}
+for mode in http tcp; do compare lameduck "$mode" "$mode"; done
 if [[ -n ${BASELINE_BIN:-} ]]; then
-  for mode in http tcp; do
-    echo "| $mode (baseline) | $(ratio "${rps[baseline-$mode]}" "${rps[haproxy-$mode]}") | $(ratio "${p99[baseline-$mode]}" "${p99[haproxy-$mode]}") |"
-  done
+  for mode in http tcp; do compare baseline "$mode" "$mode (baseline)"; done
 fi
+echo
+echo "The first two ratio columns divide medians; the paired ones are medians of per-round ratios."

@@ -5,7 +5,12 @@
 # few percent that wall-clock rounds on a shared machine (±15% throughput) cannot.
 #
 #   bench/run/instructions.sh [SECONDS] [CONNECTIONS]
+#   CACHE_SIM=1 bench/run/instructions.sh   # also simulated L1 misses per request
 #
+# With CACHE_SIM=1 callgrind also simulates the caches and the tables add L1 instruction-read,
+# data-read and data-write misses per request: code and memory the proxy touches per request,
+# which cost time the instruction count does not show. Slower, and the counts are of a model
+# cache, so compare them only with each other.
 # Counting starts after warm-up requests and stops when wrk ends (callgrind_control), so start-up
 # and shutdown are not in the figure. Kernel time (the syscalls both proxies make, one send and
 # one receive per message) is not counted: see bench/run/bench.sh for the wall-clock view.
@@ -13,6 +18,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-8}
+cache_sim=${CACHE_SIM:-0}
+valgrind_opts=(--tool=callgrind --instr-atstart=no)
+[[ $cache_sim == 1 ]] && valgrind_opts+=(--cache-sim=yes)
 connections=${2:-16}
 for tool in wrk haproxy valgrind callgrind_control curl; do
   command -v "$tool" >/dev/null || { echo "$tool is missing: apt-get install -y wrk haproxy valgrind curl" >&2; exit 2; }
@@ -57,15 +65,15 @@ CFG
 
 # measure NAME MODE: starts the proxy under callgrind, counts while wrk runs, prints one line.
 measure() {
-  local name=$1 mode=$2 vpid req ir
+  local name=$1 mode=$2 vpid req ir i1mr d1mr d1mw
   rm -f "$out"/cg.out*
   if [[ $name == lameduck ]]; then
-    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/cg.out" \
+    valgrind "${valgrind_opts[@]}" --callgrind-out-file="$out/cg.out" \
       "$bin" run --admin off --log warn --proxy "127.0.0.1:$port=127.0.0.1:$app" --protocol "$mode" \
       -- sleep 1000000 2>"$out/$name-$mode.err" &
   else
     haproxy_config "$mode" >"$out/haproxy.cfg"
-    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/cg.out" \
+    valgrind "${valgrind_opts[@]}" --callgrind-out-file="$out/cg.out" \
       haproxy -db -f "$out/haproxy.cfg" 2>"$out/$name-$mode.err" &
   fi
   vpid=$!
@@ -78,7 +86,9 @@ measure() {
   callgrind_control -i off "$vpid" >/dev/null 2>&1
   callgrind_control -d "$vpid" >/dev/null 2>&1
   # Each thread's dump is a file of its own; the dump is written before callgrind_control returns.
-  ir=$(cat "$out"/cg.out* | awk '/^(summary|totals):/ {s += $2} END {print s + 0}')
+  # Per event (Ir, and with the cache model Dr Dw I1mr D1mr D1mw ...), summed over threads.
+  read -r ir i1mr d1mr d1mw < <(cat "$out"/cg.out* | awk '/^(summary|totals):/ {
+    for (i = 2; i <= NF; i++) s[i] += $i } END { print s[2] + 0, s[5] + 0, s[6] + 0, s[7] + 0 }')
   # lameduck's wrapped `sleep` first: it would outlive a killed parent.
   pkill -KILL -P "$vpid" 2>/dev/null || true
   kill -KILL "$vpid" 2>/dev/null || true
@@ -88,7 +98,7 @@ measure() {
     cat "$out/$name-$mode.err" >&2
     exit 1
   fi
-  echo "$name $mode $req $ir" >>"$out/results"
+  echo "$name $mode $req $ir $i1mr $d1mr $d1mw" >>"$out/results"
 }
 
 for tool in lameduck haproxy; do
@@ -98,9 +108,15 @@ done
 echo "callgrind, wrk -t2 -c$connections -d${seconds}s per proxy; $(nproc) CPUs: $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | xargs)"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| proxy | mode | requests | user-space instructions per request |"
-echo "|---|---|---:|---:|"
-awk '{ printf "| %s | %s | %d | %.0f |\n", $1, $2, $3, $4 / $3 }' "$out/results"
+if [[ $cache_sim == 1 ]]; then
+  echo "| proxy | mode | requests | user-space instructions per request | L1 instruction misses | L1 data read misses | L1 data write misses |"
+  echo "|---|---|---:|---:|---:|---:|---:|"
+  awk '{ printf "| %s | %s | %d | %.0f | %.0f | %.0f | %.0f |\n", $1, $2, $3, $4 / $3, $5 / $3, $6 / $3, $7 / $3 }' "$out/results"
+else
+  echo "| proxy | mode | requests | user-space instructions per request |"
+  echo "|---|---|---:|---:|"
+  awk '{ printf "| %s | %s | %d | %.0f |\n", $1, $2, $3, $4 / $3 }' "$out/results"
+fi
 echo
 echo "| mode | lameduck / HAProxy instructions per request |"
 echo "|---|---:|"

@@ -9,7 +9,8 @@
 //! The proxy is a stack of small parts:
 //! - [`Forward`] (HTTP mode): a tower service over pooled upstream connections (HTTP/1.1
 //!   keep-alive driven by the client connection's own task, h2c) that strips hop-by-hop headers
-//!   and passes upgrades (WebSocket) through. It is
+//!   and passes upgrades (WebSocket) through. Bodiless HTTP/1 requests, most of them, skip
+//!   hyper's client: the proxy writes their head and parses the response itself. It is
 //!   served by `lameduck::Lameduck::serve`, which supplies the phase behaviour (`Connection:
 //!   close`, two-step GOAWAY, idle close, forced close) — the same code the library uses.
 //! - [`serve_tcp`] (TCP mode): an accept loop that splices bytes, reports connections to the

@@ -1,5 +1,9 @@
 //! HTTP/1 upstream connections driven by the task of the request that uses them.
 //!
+//! Two pools: [`RawPool`] (module `raw`) for requests without a body, which the proxy writes
+//! and whose responses it parses itself, and [`Pool`] below for requests with a body, through
+//! hyper's client connection. Both keep idle connections on an [`IdleStack`].
+//!
 //! hyper-util's pooled client runs every upstream connection in a task of its own, so each
 //! request crosses tasks (and, on a multi-threaded runtime, threads) several times: request to
 //! the connection task, response head back, body chunks back. Profiles of the proxy showed that
@@ -8,9 +12,9 @@
 //! Here a request takes an idle connection off a stack (or dials one) and its own future — then
 //! its response body — polls that connection, so the downstream connection's task does all the
 //! work and no other task is woken. hyper's hand-overs between the connection and its handles
-//! still wake that task while it runs; `wake_filter` absorbs those wakes. The connection goes back on the stack once the response body
-//! has been read to its end; a body dropped before its end closes the connection (its state is
-//! unknown).
+//! still wake that task while it runs; `wake_filter` absorbs those wakes. The connection goes
+//! back on the stack once the response body has been read to its end; a body dropped before its
+//! end closes the connection (its state is unknown).
 //!
 //! # Caveats
 //! - An idle connection is not polled while it sits on the stack: a close by the app is noticed
