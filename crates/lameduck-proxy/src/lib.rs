@@ -27,6 +27,6 @@ mod tunnel;
 mod upstream;
 
 pub use client_address::ClientAddress;
-pub use forward::{Forward, ForwardBody, UpstreamProtocol};
+pub use forward::{BodyError, Forward, ForwardBody, UpstreamProtocol};
 pub use spec::{Protocol, ProxySpec, SpecError};
 pub use tcp::serve_tcp;

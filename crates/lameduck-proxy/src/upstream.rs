@@ -139,6 +139,16 @@ fn poll_conn(
     }
 }
 
+/// A new connection to the app, with Nagle off (a request head goes out at once).
+async fn dial(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, UpstreamError> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| UpstreamError::Connect(io::Error::new(io::ErrorKind::TimedOut, "timed out")))?
+        .map_err(UpstreamError::Connect)?;
+    stream.set_nodelay(true).map_err(UpstreamError::Connect)?;
+    Ok(stream)
+}
+
 /// Why a request could not be forwarded.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum UpstreamError {
@@ -238,13 +248,7 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<Box<Upstream>, UpstreamError> {
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.addr))
-            .await
-            .map_err(|_| {
-                UpstreamError::Connect(io::Error::new(io::ErrorKind::TimedOut, "timed out"))
-            })?
-            .map_err(UpstreamError::Connect)?;
-        stream.set_nodelay(true).map_err(UpstreamError::Connect)?;
+        let stream = dial(self.addr, self.connect_timeout).await?;
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .writev(false)
             .handshake(TokioIo::new(stream))
