@@ -260,14 +260,17 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> io::Result<Option<Head>
                 // Only the last coding decides whether the body is chunked.
                 chunked = last_token(field.value).eq_ignore_ascii_case(b"chunked");
             } else if name == header::CONTENT_LENGTH {
-                let value = std::str::from_utf8(field.value)
-                    .ok()
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .ok_or_else(|| invalid("bad Content-Length"))?;
-                if length.is_some_and(|seen| seen != value) {
-                    return Err(invalid("conflicting Content-Length values"));
+                // A list of one repeated value ("5, 5") is allowed (RFC 9110 §8.6).
+                for token in tokens(field.value) {
+                    let value = std::str::from_utf8(token)
+                        .ok()
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .ok_or_else(|| invalid("bad Content-Length"))?;
+                    if length.is_some_and(|seen| seen != value) {
+                        return Err(invalid("conflicting Content-Length values"));
+                    }
+                    length = Some(value);
                 }
-                length = Some(value);
             } else if name == header::CONNECTION {
                 close |= has_token(field.value, b"close");
                 if !http11 && has_token(field.value, b"keep-alive") {

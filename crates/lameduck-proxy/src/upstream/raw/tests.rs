@@ -107,12 +107,13 @@ async fn content_length_and_chunked_bodies_arrive_whole_over_one_reused_connecti
 }
 
 #[tokio::test]
-async fn responses_without_a_body_end_at_their_head() {
+async fn responses_without_a_body_end_at_their_head_and_lengths_may_repeat() {
     let (addr, seen, _closes) = scripted_app(vec![vec![
         "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
         "HTTP/1.1 204 No Content\r\n\r\n",
         "HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n",
         "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\ncontent-length: 2\r\n\r\nok",
     ]])
     .await;
     let pool = pool(addr);
@@ -132,6 +133,8 @@ async fn responses_without_a_body_end_at_their_head() {
         (StatusCode::OK, "ok"),
         "the interim 100 is skipped"
     );
+    let (_, _, body) = exchange(&pool, &get(Method::GET)).await;
+    assert_eq!(body, "ok", "one length, repeated, is one length");
     assert_eq!(seen.lock().unwrap().len(), 1, "one connection for all");
 }
 
@@ -194,12 +197,13 @@ async fn a_bad_or_oversized_response_head_is_an_error() {
     let (addr, _seen, _closes) = scripted_app(vec![
         vec!["NOT HTTP\r\n\r\n"],
         vec!["HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"],
+        vec!["HTTP/1.1 200 OK\r\nContent-Length: 2, 3\r\n\r\nok"],
         vec![huge],
         vec!["HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort"],
     ])
     .await;
     let pool = pool(addr);
-    for _ in 0..3 {
+    for _ in 0..4 {
         assert!(pool.send(&get(Method::GET)).await.is_err());
     }
     // A body cut short by the app's close ends in an error, not a short success.
