@@ -243,20 +243,7 @@ fn upstream_connections_the_app_closes_are_replaced_without_failing_a_request() 
     let upstream = app.local_addr().unwrap();
     let served = Arc::new(AtomicUsize::new(0));
     serve_forwarded_for_echo(app, Arc::clone(&served));
-    let proxy = proxy_arg(listen, upstream);
-    let mut wrapper = Wrapper::start(
-        &dir,
-        &[
-            "--proxy",
-            &proxy,
-            "--proxy-threads",
-            "1",
-            "--",
-            "sleep",
-            "30",
-        ],
-    );
-    wrapper.wait_ready();
+    let mut wrapper = Wrapper::start_proxy(&dir, listen, upstream, &["--proxy-threads", "1"]);
     let check = |response: std::io::Result<run_support::Response>, what: &str| {
         let response = response.unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(response.status, 200, "{what}: {}", response.body);
@@ -291,9 +278,7 @@ fn upstream_connections_the_app_closes_are_replaced_without_failing_a_request() 
         40,
         "each request reached the app once"
     );
-    wrapper.signal(Signal::SIGTERM);
-    wrapper.signal(Signal::SIGTERM);
-    wrapper.wait_exit(Duration::from_secs(5));
+    wrapper.stop_at_once();
 }
 
 #[test]
@@ -371,20 +356,7 @@ fn http_mode_can_leave_the_client_address_out() {
     let (listen, app) = (free_addr(), TcpListener::bind("127.0.0.1:0").unwrap());
     let upstream = app.local_addr().unwrap();
     serve_forwarded_for_echo(app, Arc::new(AtomicUsize::new(0)));
-    let proxy = proxy_arg(listen, upstream);
-    let mut wrapper = Wrapper::start(
-        &dir,
-        &[
-            "--proxy",
-            &proxy,
-            "--client-address",
-            "none",
-            "--",
-            "sleep",
-            "30",
-        ],
-    );
-    wrapper.wait_ready();
+    let mut wrapper = Wrapper::start_proxy(&dir, listen, upstream, &["--client-address", "none"]);
     let response = Conn::open(listen).unwrap().get("/").unwrap();
     assert_eq!(response.status, 200, "{}", response.body);
     assert!(
@@ -392,9 +364,7 @@ fn http_mode_can_leave_the_client_address_out() {
         "no X-Forwarded-For reached the app: {}",
         response.body
     );
-    wrapper.signal(Signal::SIGTERM);
-    wrapper.signal(Signal::SIGTERM);
-    wrapper.wait_exit(Duration::from_secs(5));
+    wrapper.stop_at_once();
 }
 
 /// `--client-address proxy-v1` in TCP mode: the app connection starts with a PROXY protocol
@@ -460,9 +430,7 @@ fn tcp_mode_names_the_client_in_a_proxy_protocol_header() {
             listen.port()
         )
     );
-    wrapper.signal(Signal::SIGTERM);
-    wrapper.signal(Signal::SIGTERM);
-    wrapper.wait_exit(Duration::from_secs(5));
+    wrapper.stop_at_once();
 }
 
 #[test]

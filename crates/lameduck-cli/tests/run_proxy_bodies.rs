@@ -10,9 +10,8 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
-use nix::sys::signal::Signal;
 
-use run_support::{TempDir, Wrapper, free_addr, proxy_arg};
+use run_support::{TempDir, Wrapper, free_addr};
 
 /// Answers by path: `POST /echo` with its body; `GET /chunked` in two chunks and a trailer;
 /// `HEAD /` with a length and no body; anything else until it closes the connection.
@@ -84,21 +83,9 @@ fn serve_framing_app(app: TcpListener) {
 fn bodies_keep_their_framing_on_both_paths_over_one_client_connection() {
     let dir = TempDir::new("framing");
     let (listen, app) = (free_addr(), TcpListener::bind("127.0.0.1:0").unwrap());
-    let proxy = proxy_arg(listen, app.local_addr().unwrap());
+    let upstream = app.local_addr().unwrap();
     serve_framing_app(app);
-    let mut wrapper = Wrapper::start(
-        &dir,
-        &[
-            "--proxy",
-            &proxy,
-            "--proxy-threads",
-            "1",
-            "--",
-            "sleep",
-            "30",
-        ],
-    );
-    wrapper.wait_ready();
+    let mut wrapper = Wrapper::start_proxy(&dir, listen, upstream, &["--proxy-threads", "1"]);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -148,7 +135,5 @@ fn bodies_keep_their_framing_on_both_paths_over_one_client_connection() {
         drop(sender);
         let _ = conn.await;
     });
-    wrapper.signal(Signal::SIGTERM);
-    wrapper.signal(Signal::SIGTERM);
-    wrapper.wait_exit(Duration::from_secs(5));
+    wrapper.stop_at_once();
 }

@@ -89,6 +89,30 @@ impl Wrapper {
         Self { child, log, admin }
     }
 
+    /// Starts `lameduck run --proxy LISTEN=UPSTREAM FLAGS... -- sleep 30` and waits until it
+    /// is ready: a proxy in front of an app the test serves itself.
+    pub fn start_proxy(
+        dir: &TempDir,
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        flags: &[&str],
+    ) -> Self {
+        let proxy = proxy_arg(listen, upstream);
+        let mut args = vec!["--proxy", proxy.as_str()];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--", "sleep", "30"]);
+        let wrapper = Self::start(dir, &args);
+        wrapper.wait_ready();
+        wrapper
+    }
+
+    /// Stops the wrapper at once (a second SIGTERM skips the drain) and waits for its exit.
+    pub fn stop_at_once(&mut self) {
+        self.signal(Signal::SIGTERM);
+        self.signal(Signal::SIGTERM);
+        self.wait_exit(Duration::from_secs(5));
+    }
+
     pub fn pid(&self) -> Pid {
         Pid::from_raw(self.child.id() as i32)
     }
