@@ -1,14 +1,14 @@
 //! TCP mode: splice bytes between each client and the app, and apply the phases per connection.
 
+use std::future::{Future, poll_fn};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use lameduck::{Listener, is_per_connection};
+use lameduck::{Listener, PhaseBroadcast, is_per_connection};
 use lameduck_core::{InFlightGuard, Phase, Shutdown};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -29,7 +29,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// # Guarantees
 /// - Stops accepting when the lifecycle reaches Closing (the listener is dropped on return).
 /// - At Closing, a connection that moved no byte in either direction for `idle_grace` is
-///   closed; a busy one is left to finish (or to the app, once it is told to stop).
+///   closed (idleness is sampled, so up to a quarter grace later); a busy one is left to finish (or
+///   to the app, once it is told to stop).
 /// - At the forced close every spliced connection is dropped.
 ///
 /// Returns when Closing starts; the connections live on in their tracked tasks.
@@ -39,6 +40,7 @@ pub async fn serve_tcp<L: Listener>(
     upstream: SocketAddr,
     client_address: ClientAddress,
 ) {
+    let phases = PhaseBroadcast::start(&shutdown);
     let closing = shutdown.lifecycle().clone();
     let closing = closing.reached(Phase::Closing);
     tokio::pin!(closing);
@@ -53,6 +55,7 @@ pub async fn serve_tcp<L: Listener>(
                 let in_flight = shutdown.activity().start_request();
                 let connection = splice(
                     shutdown.clone(),
+                    phases.clone(),
                     stream,
                     upstream,
                     client_address,
@@ -74,11 +77,13 @@ pub async fn serve_tcp<L: Listener>(
 
 async fn splice(
     shutdown: Shutdown,
+    phases: PhaseBroadcast,
     client: TcpStream,
     upstream: SocketAddr,
     client_address: ClientAddress,
     _in_flight: InFlightGuard,
 ) {
+    let mut bell = phases.subscribe();
     let _ = client.set_nodelay(true);
     let header = match client_address {
         ClientAddress::ProxyV1 | ClientAddress::ProxyV2 => {
@@ -115,88 +120,107 @@ async fn splice(
             return;
         }
     }
-    let clock = Arc::new(Clock::new());
-    let mut client = Stamped {
+    // Reads that moved bytes, counted: taking the time on every read instead cost about a
+    // twentieth of a request's instructions (bench/run/instructions.sh).
+    let moved = AtomicU64::new(0);
+    let mut client = Counted {
         stream: client,
-        clock: Arc::clone(&clock),
+        moved: &moved,
     };
-    let mut app = Stamped {
+    let mut app = Counted {
         stream: app,
-        clock: Arc::clone(&clock),
+        moved: &moved,
     };
     let copy =
         tokio::io::copy_bidirectional_with_sizes(&mut client, &mut app, 32 * 1024, 32 * 1024);
     tokio::pin!(copy);
 
     let idle_grace = shutdown.config().settings().idle_grace;
-    let force = shutdown.force_close().clone();
-    let mut phases = shutdown.lifecycle().subscribe();
+    let mut quiet = Quiet::new();
     loop {
-        let closing = phases.borrow_and_update().phase >= Phase::Closing;
-        let mut wake_at = None;
-        if closing {
-            let idle_until = clock.last() + idle_grace;
-            if Instant::now() >= idle_until {
-                tracing::debug!("closing: closing an idle spliced connection");
-                return;
-            }
-            wake_at = Some(idle_until);
+        if phases.forced() {
+            tracing::debug!("forced close: dropping a spliced connection");
+            return;
         }
-        tokio::select! {
-            result = &mut copy => {
-                if let Err(error) = result {
-                    tracing::debug!(%error, "spliced connection ended with an error");
-                }
-                return;
-            }
-            () = force.cancelled() => {
-                tracing::debug!("forced close: dropping a spliced connection");
-                return;
-            }
-            changed = phases.changed(), if !closing => {
-                if changed.is_err() {
+        let now = Instant::now();
+        quiet.sample(moved.load(Ordering::Relaxed), now);
+        let mut timer = None;
+        if phases.phase() >= Phase::Closing {
+            match quiet.idle_check(now, idle_grace) {
+                None => {
+                    tracing::debug!("closing: closing an idle spliced connection");
                     return;
                 }
+                Some(next) => timer = Some(Box::pin(sleep_until(next))),
             }
-            () = sleep_until(wake_at.unwrap_or_else(Instant::now)), if wake_at.is_some() => {}
+        }
+        let finished = poll_fn(|cx| {
+            if let Poll::Ready(result) = copy.as_mut().poll(cx) {
+                return Poll::Ready(Some(result));
+            }
+            if bell.poll_rung(cx).is_ready()
+                || timer
+                    .as_mut()
+                    .is_some_and(|t| t.as_mut().poll(cx).is_ready())
+            {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+        .await;
+        if let Some(result) = finished {
+            if let Err(error) = result {
+                tracing::debug!(%error, "spliced connection ended with an error");
+            }
+            return;
         }
     }
 }
 
-/// When a byte last moved on a connection, in either direction.
+/// Since when no byte has moved on a connection, as far as samples of its byte count tell.
+///
+/// Samples are taken when the connection starts, at each phase change and, from Closing on,
+/// at least every quarter of `idle_grace`: so a connection is closed between `idle_grace` and
+/// 1.25 × `idle_grace` after its last byte (at once at Closing if it was quiet since a phase
+/// change at least `idle_grace` before), and never while bytes are moving.
 #[derive(Debug)]
-struct Clock {
-    base: Instant,
-    /// Nanoseconds after `base` of the last read that returned data.
-    last: AtomicU64,
+struct Quiet {
+    count: u64,
+    since: Instant,
 }
 
-impl Clock {
+impl Quiet {
     fn new() -> Self {
         Self {
-            base: Instant::now(),
-            last: AtomicU64::new(0),
+            count: 0,
+            since: Instant::now(),
         }
     }
 
-    fn stamp(&self) {
-        let nanos = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.last.store(nanos, Ordering::Relaxed);
+    fn sample(&mut self, count: u64, now: Instant) {
+        if count != self.count {
+            // Bytes moved some time since the last sample: count the quiet from now.
+            self.count = count;
+            self.since = now;
+        }
     }
 
-    fn last(&self) -> Instant {
-        self.base + Duration::from_nanos(self.last.load(Ordering::Relaxed))
+    /// `None` if the connection has been quiet for `idle_grace`; otherwise when to look again.
+    fn idle_check(&self, now: Instant, idle_grace: Duration) -> Option<Instant> {
+        let idle_at = self.since + idle_grace;
+        (now < idle_at).then(|| idle_at.min(now + idle_grace / 4))
     }
 }
 
-/// A socket that stamps the clock on every read that returns data.
+/// A socket that counts its reads that returned data.
 #[derive(Debug)]
-struct Stamped {
+struct Counted<'a> {
     stream: TcpStream,
-    clock: Arc<Clock>,
+    /// Shared by both sockets of a connection, which one task polls.
+    moved: &'a AtomicU64,
 }
 
-impl AsyncRead for Stamped {
+impl AsyncRead for Counted<'_> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -205,13 +229,15 @@ impl AsyncRead for Stamped {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.clock.stamp();
+            // A load and a store, not an atomic add: one task is the only writer.
+            let moved = self.moved.load(Ordering::Relaxed);
+            self.moved.store(moved.wrapping_add(1), Ordering::Relaxed);
         }
         polled
     }
 }
 
-impl AsyncWrite for Stamped {
+impl AsyncWrite for Counted<'_> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -228,3 +254,6 @@ impl AsyncWrite for Stamped {
         Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -38,7 +38,10 @@ pub use lameduck_core::{
     BudgetPlan, Config, ConfigError, DrainEnd, DrainEndReason, Lifecycle, Phase, Settings,
     Shutdown, ShutdownReport, Snapshot, TrackedTasks, Trigger,
 };
-pub use serve::{ClosingSignal, Listener, PeerAddr, Protocol, Serve, is_per_connection};
+pub use serve::{
+    ClosingSignal, Listener, PeerAddr, PhaseBell, PhaseBroadcast, Protocol, Serve,
+    is_per_connection,
+};
 pub use tokio_util::sync::CancellationToken;
 
 /// Serves `service` on `listener` with lameduck's lifecycle, configured from the environment.

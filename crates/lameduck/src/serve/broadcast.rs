@@ -1,4 +1,4 @@
-//! Phase changes reach every connection of a server through one task that pokes each one.
+//! Phase changes reach every connection of a server through one task that rings each one.
 //!
 //! Why not have each connection watch the lifecycle channel and the force token itself? Every
 //! wake-up of a connection task would then poll those shared notifiers, and polling a tokio
@@ -9,27 +9,61 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 
-use lameduck_core::Phase;
-
-use super::io::ConnState;
-use crate::Lameduck;
+use futures_util::task::AtomicWaker;
+use lameduck_core::{Lifecycle, Phase, Shutdown};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Default)]
 pub(crate) struct Broadcast {
     phase: AtomicU8,
     forced: AtomicBool,
     next_id: AtomicU64,
-    conns: Mutex<HashMap<u64, Arc<ConnState>>>,
+    conns: Mutex<HashMap<u64, Arc<dyn Ring>>>,
+}
+
+/// What the broadcast rings: anything that holds a [`Doorbell`].
+pub(crate) trait Ring: Send + Sync + std::fmt::Debug {
+    fn doorbell(&self) -> &Doorbell;
+}
+
+/// Wakes one connection's driver and counts the rings, so the driver can tell a ring from a
+/// wake-up of its own (its socket's, its timer's).
+#[derive(Debug, Default)]
+pub(crate) struct Doorbell {
+    rings: AtomicU64,
+    waker: AtomicWaker,
+}
+
+impl Doorbell {
+    pub(crate) fn ring(&self) {
+        self.rings.fetch_add(1, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Registers the driver's waker and returns the ring count; a driver that saw a count and
+    /// registers again gets woken by any later ring.
+    pub(crate) fn register(&self, waker: &Waker) -> u64 {
+        self.waker.register(waker);
+        self.rings.load(Ordering::Acquire)
+    }
+}
+
+impl Ring for Doorbell {
+    fn doorbell(&self) -> &Doorbell {
+        self
+    }
 }
 
 /// Removes a connection from the broadcast when dropped.
-pub(crate) struct Registration<'a> {
-    broadcast: &'a Broadcast,
+#[derive(Debug)]
+pub(crate) struct Registration {
+    broadcast: Arc<Broadcast>,
     id: u64,
 }
 
-impl Drop for Registration<'_> {
+impl Drop for Registration {
     fn drop(&mut self) {
         self.broadcast.conns().remove(&self.id);
     }
@@ -46,33 +80,32 @@ impl Broadcast {
         self.forced.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn register(&self, conn: Arc<ConnState>) -> Registration<'_> {
+    pub(crate) fn register(self: &Arc<Self>, conn: Arc<dyn Ring>) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.conns().insert(id, conn);
         Registration {
-            broadcast: self,
+            broadcast: Arc::clone(self),
             id,
         }
     }
 
-    fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<ConnState>>> {
+    fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<dyn Ring>>> {
         self.conns.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn poke_all(&self) {
+    fn ring_all(&self) {
         for conn in self.conns().values() {
-            conn.poke();
+            conn.doorbell().ring();
         }
     }
 
     /// Mirrors the lifecycle and the force token into this broadcast until Stopped.
-    pub(crate) async fn run(self: Arc<Self>, lameduck: Lameduck) {
-        let mut phases = lameduck.lifecycle().subscribe();
-        let force = lameduck.shutdown().force_close().clone();
+    pub(crate) async fn run(self: Arc<Self>, lifecycle: Lifecycle, force: CancellationToken) {
+        let mut phases = lifecycle.subscribe();
         loop {
             let phase = phases.borrow_and_update().phase;
             self.phase.store(phase as u8, Ordering::Relaxed);
-            self.poke_all();
+            self.ring_all();
             if phase == Phase::Stopped {
                 return;
             }
@@ -83,5 +116,76 @@ impl Broadcast {
                 }
             }
         }
+    }
+}
+
+/// The lifecycle's phase and forced close, followed for many connections by one task, for
+/// servers of connections other than [`Lameduck::serve`](crate::Lameduck::serve)'s (the drain
+/// proxy's TCP mode uses it).
+///
+/// A connection task that polled the lifecycle's channel and the force token on every wake-up
+/// would take their shared locks on every read; with this it polls a waker of its own.
+#[derive(Debug, Clone)]
+pub struct PhaseBroadcast {
+    inner: Arc<Broadcast>,
+}
+
+impl PhaseBroadcast {
+    /// Starts the task (on the current tokio runtime) that follows `shutdown`'s lifecycle and
+    /// forced close; it ends when the lifecycle reaches Stopped.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn start(shutdown: &Shutdown) -> Self {
+        let inner = Arc::new(Broadcast::default());
+        tokio::spawn(
+            Arc::clone(&inner).run(shutdown.lifecycle().clone(), shutdown.force_close().clone()),
+        );
+        Self { inner }
+    }
+
+    /// The phase as last broadcast (a relaxed load).
+    pub fn phase(&self) -> Phase {
+        self.inner.phase()
+    }
+
+    /// Whether the forced close was broadcast.
+    pub fn forced(&self) -> bool {
+        self.inner.forced()
+    }
+
+    /// Registers one connection; it stays registered until the bell is dropped.
+    pub fn subscribe(&self) -> PhaseBell {
+        let doorbell = Arc::new(Doorbell::default());
+        let registration = self.inner.register(Arc::clone(&doorbell) as Arc<dyn Ring>);
+        PhaseBell {
+            doorbell,
+            _registration: registration,
+            seen: 0,
+        }
+    }
+}
+
+/// One connection's subscription to a [`PhaseBroadcast`]: rung on every phase change and on
+/// the forced close.
+#[derive(Debug)]
+pub struct PhaseBell {
+    doorbell: Arc<Doorbell>,
+    _registration: Registration,
+    seen: u64,
+}
+
+impl PhaseBell {
+    /// Ready once after any number of rings since the last `Ready` (or since the subscription:
+    /// the first poll is `Ready` only if a change came after it); otherwise `Pending`, with the
+    /// task's waker registered for the next ring. Read the new state with
+    /// [`PhaseBroadcast::phase`] and [`PhaseBroadcast::forced`].
+    pub fn poll_rung(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let rings = self.doorbell.register(cx.waker());
+        if rings == self.seen {
+            return Poll::Pending;
+        }
+        self.seen = rings;
+        Poll::Ready(())
     }
 }

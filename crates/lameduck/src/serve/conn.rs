@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
+use super::broadcast::Ring;
 use super::io::{ConnIo, ConnState};
 use super::service::Tracked;
 use super::{HttpService, PeerAddr, Protocol, ResponseBody, Shared};
@@ -48,7 +49,9 @@ pub(crate) async fn drive<S, B, G>(
         }
     };
     let state = Arc::new(ConnState::new(Arc::clone(lameduck.stats())));
-    let _registration = shared.broadcast.register(Arc::clone(&state));
+    let _registration = shared
+        .broadcast
+        .register(Arc::clone(&state) as Arc<dyn Ring>);
     let io = ConnIo::new(stream, Arc::clone(&state), tracked);
     let service = Tracked {
         inner: service,

@@ -7,13 +7,13 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use futures_util::task::AtomicWaker;
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
+use super::broadcast::{Doorbell, Ring};
 use super::{ConnStats, Protocol};
 
 /// What the connection driver needs to know about one connection: protocol, whether it is idle
@@ -28,9 +28,8 @@ pub(crate) struct ConnState {
     /// Nanoseconds after `base` (+1; 0 = never) of the last response body end.
     last_response_end: AtomicU64,
     in_flight: AtomicUsize,
-    /// Bumped by [`ConnState::poke`]; the driver compares it with what it last saw.
-    events: AtomicU64,
-    waker: AtomicWaker,
+    /// Rung by [`ConnState::poke`] and by the server's phase broadcast.
+    doorbell: Doorbell,
     /// Whether request starts and ends should wake the driver (only from Draining on).
     watch_requests: AtomicBool,
     io_dropped: AtomicBool,
@@ -46,8 +45,7 @@ impl ConnState {
             last_read: AtomicU64::new(0),
             last_response_end: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
-            events: AtomicU64::new(0),
-            waker: AtomicWaker::new(),
+            doorbell: Doorbell::default(),
             watch_requests: AtomicBool::new(false),
             io_dropped: AtomicBool::new(false),
         }
@@ -111,8 +109,7 @@ impl ConnState {
 
     /// Wakes the driver: something it decides on may have changed.
     pub(crate) fn poke(&self) {
-        self.events.fetch_add(1, Ordering::Release);
-        self.waker.wake();
+        self.doorbell.ring();
     }
 
     fn poke_if_watching(&self) {
@@ -127,15 +124,20 @@ impl ConnState {
     }
 
     /// Registers the driver's waker and returns the event count; a driver that saw a count
-    /// and registers again gets woken by any later [`ConnState::poke`].
+    /// and registers again gets woken by any later [`ConnState::poke`] or phase change.
     pub(crate) fn register(&self, waker: &std::task::Waker) -> u64 {
-        self.waker.register(waker);
-        self.events.load(Ordering::Acquire)
+        self.doorbell.register(waker)
     }
 
     /// Whether the socket is gone (also after an upgrade handed it to a handler).
     pub(crate) fn io_dropped(&self) -> bool {
         self.io_dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Ring for ConnState {
+    fn doorbell(&self) -> &Doorbell {
+        &self.doorbell
     }
 }
 

@@ -30,6 +30,7 @@ use hyper_util::server::conn::auto;
 use lameduck_core::{Phase, ShutdownReport};
 use tokio_util::sync::CancellationToken;
 
+pub use broadcast::{PhaseBell, PhaseBroadcast};
 pub use listener::{Listener, is_per_connection};
 pub(crate) use stats::ConnStats;
 pub use stats::Protocol;
@@ -188,7 +189,10 @@ impl<S, B, L: Listener> Serve<S, B, L> {
             lameduck: lameduck.clone(),
             broadcast: Arc::default(),
         });
-        tokio::spawn(Arc::clone(&shared.broadcast).run(lameduck.clone()));
+        tokio::spawn(Arc::clone(&shared.broadcast).run(
+            lameduck.lifecycle().clone(),
+            lameduck.shutdown().force_close().clone(),
+        ));
         if auto_ready {
             lameduck.mark_ready();
         }
