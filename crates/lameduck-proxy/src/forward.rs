@@ -3,7 +3,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -124,7 +124,8 @@ impl FromStr for UpstreamProtocol {
 ///
 /// - Hop-by-hop headers are dropped both ways; `Host` is kept, so the app sees what it saw
 ///   before the proxy was put in front of it. With [`ClientAddress::XForwardedFor`] the
-///   client's address (the request's [`lameduck::PeerAddr`]) is appended to `X-Forwarded-For`.
+///   client's address (from [`Forward::for_connection`], or else the request's
+///   [`lameduck::PeerAddr`]) is appended to `X-Forwarded-For`.
 /// - Upgrades (WebSocket) are passed through: after the app answers 101, the two upgraded
 ///   connections are spliced until either side closes or `force_close` fires. A WebSocket
 ///   the app leaves open when it stops gets a `1001 Going Away` close frame from the proxy.
@@ -135,6 +136,8 @@ impl FromStr for UpstreamProtocol {
 #[derive(Clone)]
 pub struct Forward {
     inner: Arc<Inner>,
+    /// The client's address, when this is one connection's service ([`Forward::for_connection`]).
+    client: Option<IpAddr>,
 }
 
 struct Inner {
@@ -202,6 +205,18 @@ impl Forward {
                 h2c,
                 force_close,
             }),
+            client: None,
+        }
+    }
+
+    /// This service for one client connection, knowing the client's address from the start
+    /// instead of from each request's [`lameduck::PeerAddr`] extension, which costs
+    /// allocations on every request: `lameduck.serve(listener, forward)
+    /// .per_connection(Forward::for_connection)`.
+    pub fn for_connection(&self, connection: &lameduck::ConnectionInfo) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            client: connection.peer.map(|peer| peer.ip()),
         }
     }
 }
@@ -216,7 +231,7 @@ impl tower::Service<Request<Incoming>> for Forward {
     }
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
-        Box::pin(Arc::clone(&self.inner).forward(req))
+        Box::pin(Arc::clone(&self.inner).forward(self.client, req))
     }
 }
 
@@ -226,11 +241,16 @@ impl Inner {
     /// the pool's `send`, and the other paths are boxed.
     async fn forward(
         self: Arc<Self>,
+        client: Option<IpAddr>,
         mut req: Request<Incoming>,
     ) -> Result<Response<ForwardBody>, Infallible> {
         if self.forwarded_for {
-            if let Some(lameduck::PeerAddr(peer)) = req.extensions().get().copied() {
-                headers::forwarded_for(req.headers_mut(), peer.ip());
+            let client = client.or_else(|| {
+                let peer = req.extensions().get::<lameduck::PeerAddr>()?;
+                Some(peer.0.ip())
+            });
+            if let Some(client) = client {
+                headers::forwarded_for(req.headers_mut(), client);
             }
         }
         let upgrade = req.version() < Version::HTTP_2 && headers::wants_upgrade(req.headers());
@@ -475,7 +495,7 @@ mod tests {
             CancellationToken::new(),
         );
         let inner = Arc::clone(&forward.inner);
-        let size = future_size(|req: Request<Incoming>| Arc::clone(&inner).forward(req));
+        let size = future_size(|req: Request<Incoming>| Arc::clone(&inner).forward(None, req));
         assert!(size <= 1024, "a request future is {size} bytes");
     }
 }

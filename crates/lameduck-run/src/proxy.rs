@@ -102,7 +102,10 @@ async fn serve(lameduck: Lameduck, (listener, seat): (StdListener, Seat), proxy:
                 proxy.client_address,
                 lameduck.shutdown().force_close().clone(),
             );
-            if let Err(error) = lameduck.serve(listener, forward).await {
+            let serve = lameduck
+                .serve(listener, forward)
+                .per_connection(Forward::for_connection);
+            if let Err(error) = serve.await {
                 tracing::error!(error = %error_text(&error), "drain proxy failed");
             }
         }

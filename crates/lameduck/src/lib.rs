@@ -39,7 +39,7 @@ pub use lameduck_core::{
     Shutdown, ShutdownReport, Snapshot, TrackedTasks, Trigger,
 };
 pub use serve::{
-    ClosingSignal, Listener, PeerAddr, PhaseBell, PhaseBroadcast, Protocol, Serve,
+    ClosingSignal, ConnectionInfo, Listener, PeerAddr, PhaseBell, PhaseBroadcast, Protocol, Serve,
     is_per_connection,
 };
 pub use tokio_util::sync::CancellationToken;

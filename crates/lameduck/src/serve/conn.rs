@@ -15,7 +15,9 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use super::broadcast::Ring;
 use super::io::{ConnIo, ConnState};
 use super::service::Tracked;
-use super::{HttpService, PeerAddr, Protocol, ResponseBody, Shared};
+use super::{
+    ConnectionInfo, HttpService, MakeConnectionService, PeerAddr, Protocol, ResponseBody, Shared,
+};
 
 /// How long an upgraded connection's handler may still use the socket after the forced close:
 /// well inside the core's `FORCE_GRACE` (250 ms), after which the process moves on to exit.
@@ -30,6 +32,7 @@ pub(crate) async fn drive<S, B, G>(
     stream: TcpStream,
     tracked: (TaskTrackerToken, G),
     service: S,
+    per_connection: Option<MakeConnectionService<S>>,
 ) where
     S: HttpService<B>,
     B: ResponseBody,
@@ -38,7 +41,7 @@ pub(crate) async fn drive<S, B, G>(
     let lameduck = &shared.lameduck;
     let settings = lameduck.shutdown().config().settings();
     let _ = stream.set_nodelay(true);
-    let peer = stream.peer_addr().ok().map(PeerAddr);
+    let peer = stream.peer_addr().ok();
     // A second handle on the socket, so the forced close can shut it even after an upgrade
     // has moved the stream into a WebSocket handler's hands.
     let (stream, killer) = match split_killer(stream) {
@@ -53,12 +56,24 @@ pub(crate) async fn drive<S, B, G>(
         .broadcast
         .register(Arc::clone(&state) as Arc<dyn Ring>);
     let io = ConnIo::new(stream, Arc::clone(&state), tracked);
+    let extensions = per_connection.is_none();
+    let service = match per_connection {
+        Some(make) => {
+            let info = ConnectionInfo {
+                peer,
+                closing: shared.closing.clone(),
+            };
+            make(&service, &info)
+        }
+        None => service,
+    };
     let service = Tracked {
         inner: service,
         body: std::marker::PhantomData,
         conn: Arc::clone(&state),
         shared: Arc::clone(&shared),
-        peer,
+        extensions,
+        peer: peer.map(PeerAddr),
     };
     let conn = shared
         .builder

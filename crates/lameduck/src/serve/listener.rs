@@ -45,12 +45,11 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
+    use super::*;
+    use crate::serve::tests::get_ending_with;
+    use crate::{Lameduck, PeerAddr};
     use axum::Extension;
     use axum::routing::get;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    use super::*;
-    use crate::{Lameduck, PeerAddr};
 
     /// A listener that counts the connections it handed out that are still open.
     struct Counting {
@@ -110,28 +109,7 @@ mod tests {
 
         let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let peer = client.local_addr().unwrap().to_string();
-        client
-            .write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
-            .await
-            .unwrap();
-        let mut response = Vec::new();
-        let mut buf = [0; 1024];
-        for _ in 0..100 {
-            if response.ends_with(peer.as_bytes()) {
-                break;
-            }
-            let read = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf))
-                .await
-                .expect("a response in time")
-                .unwrap();
-            assert!(
-                read > 0,
-                "closed early: {}",
-                String::from_utf8_lossy(&response)
-            );
-            response.extend_from_slice(&buf[..read]);
-        }
-        let response = String::from_utf8_lossy(&response);
+        let response = get_ending_with(&mut client, &peer).await;
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
         assert!(response.ends_with(&peer), "the body is {peer}: {response}");
         assert_eq!(

@@ -25,6 +25,9 @@ pub(crate) struct Tracked<S, B> {
     pub(crate) body: PhantomData<fn() -> B>,
     pub(crate) conn: Arc<ConnState>,
     pub(crate) shared: Arc<Shared>,
+    /// Whether requests get the closing signal and the peer as extensions (not when the
+    /// connection's service was made for it, per [`super::Serve::per_connection`]).
+    pub(crate) extensions: bool,
     pub(crate) peer: Option<PeerAddr>,
 }
 
@@ -51,9 +54,11 @@ where
             Protocol::Http2
         };
         self.conn.set_protocol(Protocol::Pending, protocol);
-        req.extensions_mut().insert(self.shared.closing.clone());
-        if let Some(peer) = self.peer {
-            req.extensions_mut().insert(peer);
+        if self.extensions {
+            req.extensions_mut().insert(self.shared.closing.clone());
+            if let Some(peer) = self.peer {
+                req.extensions_mut().insert(peer);
+            }
         }
         TrackedFuture {
             response: self.inner.clone().oneshot(req),
@@ -117,6 +122,7 @@ impl<S: Clone, B> Clone for Tracked<S, B> {
             body: PhantomData,
             conn: Arc::clone(&self.conn),
             shared: Arc::clone(&self.shared),
+            extensions: self.extensions,
             peer: self.peer,
         }
     }

@@ -1,0 +1,95 @@
+//! Serving over loopback: what a connection's service and its requests are given.
+
+use std::convert::Infallible;
+use std::future::{IntoFuture, Ready, ready};
+use std::net::SocketAddr;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::{ConnectionInfo, Lameduck};
+
+/// Sends `GET /` on `client` and reads until the response ends with `suffix` (the body).
+pub(crate) async fn get_ending_with(client: &mut TcpStream, suffix: &str) -> String {
+    client
+        .write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    let mut buf = [0; 1024];
+    for _ in 0..100 {
+        if response.ends_with(suffix.as_bytes()) {
+            break;
+        }
+        let read = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf))
+            .await
+            .expect("a response in time")
+            .unwrap();
+        assert!(
+            read > 0,
+            "closed early: {}",
+            String::from_utf8_lossy(&response)
+        );
+        response.extend_from_slice(&buf[..read]);
+    }
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// Answers with the peer it was made for and how many extensions the request carries.
+#[derive(Clone, Default)]
+struct PeerEcho {
+    peer: Option<SocketAddr>,
+}
+
+impl tower::Service<Request<Incoming>> for PeerEcho {
+    type Response = Response<String>;
+    type Error = Infallible;
+    type Future = Ready<Result<Response<String>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let peer = self.peer.map_or("none".to_owned(), |peer| peer.to_string());
+        let body = format!("peer={peer} extensions={}", req.extensions().len());
+        ready(Ok(Response::new(body)))
+    }
+}
+
+/// With `per_connection`, each connection's service is made once with the client's address,
+/// and requests carry no extension of lameduck's.
+#[tokio::test]
+async fn a_per_connection_service_knows_its_peer_and_requests_carry_no_extensions() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let lameduck = Lameduck::builder()
+        .admin_addr(None)
+        .hard_exit(false)
+        .build()
+        .unwrap();
+    let serve = lameduck
+        .serve(listener, PeerEcho::default())
+        .per_connection(|_, connection: &ConnectionInfo| {
+            assert!(!connection.closing.is_closing(), "not closing yet");
+            PeerEcho {
+                peer: connection.peer,
+            }
+        });
+    let server = tokio::spawn(serve.into_future());
+
+    for _ in 0..2 {
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let expected = format!("peer={} extensions=0", client.local_addr().unwrap());
+        for _ in 0..2 {
+            let response = get_ending_with(&mut client, &expected).await;
+            assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+            assert!(response.ends_with(&expected), "{response}");
+        }
+    }
+    server.abort();
+}
