@@ -35,6 +35,8 @@ use super::{IdleStack, UpstreamError};
 const MAX_HEAD: usize = 64 * 1024;
 /// The most headers a response may have.
 const MAX_HEADERS: usize = 100;
+/// How many header fields' positions [`parse_head`] keeps on the stack.
+const INLINE_FIELDS: usize = 24;
 /// Reads ask the socket for at least this much room.
 const READ_CHUNK: usize = 8 * 1024;
 
@@ -221,6 +223,23 @@ async fn read_head(conn: &mut RawConn, head_request: bool) -> io::Result<Option<
     }
 }
 
+/// One header field's name and value, as byte offsets (start, end) in the response head.
+#[derive(Debug, Clone, Copy, Default)]
+struct FieldSpan {
+    name: (usize, usize),
+    value: (usize, usize),
+}
+
+impl FieldSpan {
+    fn name(self) -> std::ops::Range<usize> {
+        self.name.0..self.name.1
+    }
+
+    fn value(self) -> std::ops::Range<usize> {
+        self.value.0..self.value.1
+    }
+}
+
 /// Parses a complete response head at the start of `buf` and removes it; `None` if more bytes
 /// are needed. Interim (1xx) responses are removed and skipped.
 fn parse_head(buf: &mut BytesMut, head_request: bool) -> io::Result<Option<Head>> {
@@ -245,23 +264,48 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> io::Result<Option<Head>
             continue;
         }
         let http11 = parsed.version == Some(1);
-        let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+        // Where each field lies in `buf`, so the values can share the head's bytes once it is
+        // split off (no allocation per value) when `parsed` no longer borrows `buf`.
+        // On the stack for the usual few fields (zeroing room for all MAX_HEADERS would cost
+        // more than the allocations saved).
+        let mut inline = [FieldSpan::default(); INLINE_FIELDS];
+        let mut heap = Vec::new();
+        let spans = match parsed.headers.len() {
+            fields if fields <= INLINE_FIELDS => &mut inline[..fields],
+            fields => {
+                heap.resize(fields, FieldSpan::default());
+                &mut heap[..]
+            }
+        };
+        let base = buf.as_ptr() as usize;
+        let span = |part: &[u8]| {
+            let start = part.as_ptr() as usize - base;
+            (start, start + part.len())
+        };
+        for (slot, field) in spans.iter_mut().zip(parsed.headers.iter()) {
+            *slot = FieldSpan {
+                name: span(field.name.as_bytes()),
+                value: span(field.value),
+            };
+        }
+        let head = buf.split_to(len).freeze();
+        let mut headers = HeaderMap::with_capacity(spans.len());
         let mut chunked = false;
         let mut transfer_encoding = false;
         let mut length = None;
         let mut close = !http11;
-        for field in parsed.headers.iter() {
-            let name = HeaderName::from_bytes(field.name.as_bytes())
+        for &field in spans.iter() {
+            let name = HeaderName::from_bytes(&head[field.name()])
                 .map_err(|_| invalid("bad response header name"))?;
-            let value = HeaderValue::from_bytes(field.value)
+            let value = HeaderValue::from_maybe_shared(head.slice(field.value()))
                 .map_err(|_| invalid("bad response header value"))?;
             if name == header::TRANSFER_ENCODING {
                 transfer_encoding = true;
                 // Only the last coding decides whether the body is chunked.
-                chunked = last_token(field.value).eq_ignore_ascii_case(b"chunked");
+                chunked = last_token(value.as_bytes()).eq_ignore_ascii_case(b"chunked");
             } else if name == header::CONTENT_LENGTH {
                 // A list of one repeated value ("5, 5") is allowed (RFC 9110 §8.6).
-                for token in tokens(field.value) {
+                for token in tokens(value.as_bytes()) {
                     let value = std::str::from_utf8(token)
                         .ok()
                         .and_then(|v| v.parse::<u64>().ok())
@@ -272,14 +316,13 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> io::Result<Option<Head>
                     length = Some(value);
                 }
             } else if name == header::CONNECTION {
-                close |= has_token(field.value, b"close");
-                if !http11 && has_token(field.value, b"keep-alive") {
+                close |= has_token(value.as_bytes(), b"close");
+                if !http11 && has_token(value.as_bytes(), b"keep-alive") {
                     close = false;
                 }
             }
             headers.append(name, value);
         }
-        buf.advance(len);
         let no_body =
             head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
         let framing = if no_body {
