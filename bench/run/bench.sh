@@ -4,6 +4,10 @@
 # in one run on one machine with wrk. Rounds rotate the order of the targets so drift in machine
 # load hits all of them. Prints a markdown table of medians over the rounds.
 #
+# Also the CPU time (user + system, all threads) the serving process spent per request during
+# each wrk run, from /proc/PID/stat: wrk, the app and the proxy share the CPUs, so throughput and
+# p99 move with whatever else the machine runs, while CPU per request is the proxy's own cost.
+#
 #   bench/run/bench.sh [ROUNDS] [SECONDS] [CONNECTIONS] [THREADS]
 #
 # Needs wrk and haproxy (apt-get install -y wrk haproxy). The app is `lameduck demo-app`
@@ -74,10 +78,16 @@ CFG
 else
   "$bin" demo-app --listen "127.0.0.1:$app" 2>"$out/app.err" & pids+=($!)
 fi
+# The process whose CPU time a target's requests cost (with APP=nginx, the master only: the
+# workers' time is not counted for `direct`).
+declare -A serving
+serving[direct]=$!
 "$bin" run --admin off --log warn --proxy "127.0.0.1:$ld_http=127.0.0.1:$app" --protocol http \
   -- sleep 1000000 2>"$out/ld-http.err" & pids+=($!)
+serving[lameduck-http]=$!
 "$bin" run --admin off --log warn --proxy "127.0.0.1:$ld_tcp=127.0.0.1:$app" --protocol tcp \
   -- sleep 1000000 2>"$out/ld-tcp.err" & pids+=($!)
+serving[lameduck-tcp]=$!
 cat >"$out/haproxy.cfg" <<CFG
 global
   maxconn 4000
@@ -104,11 +114,16 @@ backend tcp_app
   server app 127.0.0.1:$app
 CFG
 haproxy -db -f "$out/haproxy.cfg" 2>"$out/haproxy.err" & pids+=($!)
+# One HAProxy serves both modes; during a wrk run the other mode's frontend is idle.
+serving[haproxy-http]=$!
+serving[haproxy-tcp]=$!
 if [[ -n ${BASELINE_BIN:-} ]]; then
   "$BASELINE_BIN" run --admin off --log warn --proxy "127.0.0.1:$base_http=127.0.0.1:$app" --protocol http \
     -- sleep 1000000 2>"$out/base-http.err" & pids+=($!)
+  serving[baseline-http]=$!
   "$BASELINE_BIN" run --admin off --log warn --proxy "127.0.0.1:$base_tcp=127.0.0.1:$app" --protocol tcp \
     -- sleep 1000000 2>"$out/base-tcp.err" & pids+=($!)
+  serving[baseline-tcp]=$!
 fi
 
 declare -A url=(
@@ -129,25 +144,35 @@ for t in "${targets[@]}"; do
   echo "$t did not come up; logs:" >&2; cat "$out"/*.err >&2; exit 1
 done
 
+# cpu_ticks PID: user + system time of PID's threads so far, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+ticks_per_second=$(getconf CLK_TCK)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for round in $(seq 1 "$rounds"); do
   n=${#targets[@]}
   for i in $(seq 0 $((n - 1))); do
     t=${targets[$(((i + round - 1) % n))]}
+    ticks_before=$(cpu_ticks "${serving[$t]}")
     wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency "${url[$t]}" >"$out/$t.$round"
+    ticks=$(($(cpu_ticks "${serving[$t]}") - ticks_before))
+    requests=$(awk '/requests in/ {print $1}' "$out/$t.$round")
+    cpu_us=$(awk -v t="$ticks" -v hz="$ticks_per_second" -v n="$requests" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }')
     rps=$(awk '/^Requests\/sec/ {print $2}' "$out/$t.$round")
     p99=$(awk '$1 == "99%" { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
       if (u == "us") v /= 1000; else if (u == "s") v *= 1000; printf "%.3f", v }' "$out/$t.$round")
     errors=$(awk '/Non-2xx|Socket errors/ {print}' "$out/$t.$round" | tr '\n' ' ')
-    echo "round $round $t rps=$rps p99_ms=$p99 $errors" >&2
+    echo "round $round $t rps=$rps p99_ms=$p99 cpu_us_per_request=$cpu_us $errors" >&2
     echo "$rps" >>"$out/$t.rps"
     echo "$p99" >>"$out/$t.p99"
+    echo "$cpu_us" >>"$out/$t.cpu"
   done
 done
 
 median() { sort -g "$1" | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-declare -A rps p99
-for t in "${targets[@]}"; do rps[$t]=$(median "$out/$t.rps"); p99[$t]=$(median "$out/$t.p99"); done
+declare -A rps p99 cpu
+for t in "${targets[@]}"; do
+  rps[$t]=$(median "$out/$t.rps"); p99[$t]=$(median "$out/$t.p99"); cpu[$t]=$(median "$out/$t.cpu")
+done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 # The median over rounds of A/B measured in the same round: drift in machine load between
 # rounds cancels out of each round's ratio.
@@ -157,19 +182,20 @@ paired() { paste "$1" "$2" | awk '{ print $1 / $2 }' | sort -g |
 echo "app: $app_kind; wrk -t$threads -c$connections -d${seconds}s, $rounds rounds, medians; $(nproc) CPUs: $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | xargs)"
 echo "load average before: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| target | req/s | p99 (ms) | req/s vs direct |"
-echo "|---|---:|---:|---:|"
+echo "| target | req/s | p99 (ms) | req/s vs direct | CPU µs per request |"
+echo "|---|---:|---:|---:|---:|"
 for t in "${targets[@]}"; do
-  echo "| $t | ${rps[$t]} | ${p99[$t]} | $(ratio "${rps[$t]}" "${rps[direct]}") |"
+  echo "| $t | ${rps[$t]} | ${p99[$t]} | $(ratio "${rps[$t]}" "${rps[direct]}") | ${cpu[$t]} |"
 done
 echo
-echo "| mode | lameduck / HAProxy req/s | lameduck p99 / HAProxy p99 | paired req/s | paired p99 |"
-echo "|---|---:|---:|---:|---:|"
+echo "| mode | lameduck / HAProxy req/s | lameduck p99 / HAProxy p99 | paired req/s | paired p99 | paired CPU per request |"
+echo "|---|---:|---:|---:|---:|---:|"
 # compare NAME MODE LABEL: one row of NAME's ratios to HAProxy in MODE.
 compare() {
   local a=$1-$2 b=haproxy-$2
   echo "| $3 | $(ratio "${rps[$a]}" "${rps[$b]}") | $(ratio "${p99[$a]}" "${p99[$b]}") |" \
-    "$(paired "$out/$a.rps" "$out/$b.rps") | $(paired "$out/$a.p99" "$out/$b.p99") |"
+    "$(paired "$out/$a.rps" "$out/$b.rps") | $(paired "$out/$a.p99" "$out/$b.p99") |" \
+    "$(paired "$out/$a.cpu" "$out/$b.cpu") |"
 }
 for mode in http tcp; do compare lameduck "$mode" "$mode"; done
 if [[ -n ${BASELINE_BIN:-} ]]; then
