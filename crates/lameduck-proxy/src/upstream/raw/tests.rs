@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use super::{RawPool, encode_head};
+use super::{Framing, RawPool, encode_head, parse_head};
 
 /// What a scripted app saw: one entry per connection, each the request heads it read.
 type Seen = Arc<Mutex<Vec<Vec<String>>>>;
@@ -81,6 +81,34 @@ fn the_request_head_is_written_as_parsed() {
         String::from_utf8(out).unwrap(),
         "GET /path?q=1 HTTP/1.1\r\nhost: app.example\r\nx-forwarded-for: 10.0.0.1\r\n\r\n"
     );
+}
+
+/// Header fields keep their names, values and order, whether their positions fit on the stack
+/// (a few fields) or not (many), and the bytes after the head stay in the buffer.
+#[test]
+fn a_response_head_is_parsed_whole_with_few_or_many_fields() {
+    for fields in [3, 60] {
+        let mut head = String::from("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n");
+        for i in 1..fields {
+            head.push_str(&format!("x-field-{i}: value {i}\r\n"));
+        }
+        head.push_str("\r\nok");
+        let mut buf = bytes::BytesMut::from(head.as_str());
+        let parsed = parse_head(&mut buf, false)
+            .expect("a valid head")
+            .expect("a complete head");
+        assert_eq!(parsed.status, StatusCode::OK);
+        assert_eq!(parsed.framing, Framing::Length(2));
+        assert_eq!(parsed.headers.len(), fields);
+        let mut fields_in_order = parsed.headers.iter();
+        let (name, _) = fields_in_order.next().unwrap();
+        assert_eq!(name, "content-length");
+        for (i, (name, value)) in (1..).zip(fields_in_order) {
+            assert_eq!(name.as_str(), format!("x-field-{i}"));
+            assert_eq!(value.to_str().unwrap(), format!("value {i}"));
+        }
+        assert_eq!(&buf[..], b"ok", "the body stays in the buffer");
+    }
 }
 
 #[tokio::test]
