@@ -13,8 +13,9 @@ use http_body_util::{BodyExt, Full};
 
 use run_support::{TempDir, Wrapper, free_addr};
 
-/// Answers by path: `POST /echo` with its body; `GET /chunked` in two chunks and a trailer;
-/// `HEAD /` with a length and no body; anything else until it closes the connection.
+/// Answers by path: `POST /echo` with its body; `GET /chunked` in two chunks and a declared
+/// trailer field; `HEAD /` with a length and no body; anything else until it closes the
+/// connection.
 fn serve_framing_app(app: TcpListener) {
     std::thread::spawn(move || {
         for stream in app.incoming().take(50) {
@@ -56,7 +57,8 @@ fn serve_framing_app(app: TcpListener) {
                             (response, false)
                         }
                         ["GET", "/chunked"] => (
-                            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+                            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\
+                              trailer: x-trailer\r\n\r\n\
                               3\r\nabc\r\n4;ext=1\r\ndefg\r\n0\r\nx-trailer: 1\r\n\r\n"
                                 .to_vec(),
                             false,
@@ -103,6 +105,8 @@ fn bodies_keep_their_framing_on_both_paths_over_one_client_connection() {
                 .method(method)
                 .uri(path)
                 .header("host", "test")
+                // Lets hyper's server send trailer fields to this client.
+                .header("te", "trailers")
                 .body(Full::new(bytes::Bytes::from(body)))
                 .unwrap();
             let response = sender.send_request(request).await.unwrap();
@@ -111,26 +115,35 @@ fn bodies_keep_their_framing_on_both_paths_over_one_client_connection() {
                 .headers()
                 .get("content-length")
                 .map(|v| v.to_str().unwrap().to_owned());
-            let body = response.into_body().collect().await.unwrap().to_bytes();
-            (status, length, String::from_utf8(body.to_vec()).unwrap())
+            let body = response.into_body().collect().await.unwrap();
+            let trailer = body
+                .trailers()
+                .and_then(|trailers| trailers.get("x-trailer"))
+                .map(|value| value.to_str().unwrap().to_owned());
+            let body = String::from_utf8(body.to_bytes().to_vec()).unwrap();
+            (status, length, body, trailer)
         };
         for round in 0..2 {
             let posted = "x".repeat(100 + round);
-            let (status, _, body) = exchange("POST", "/echo", posted.clone()).await;
+            let (status, _, body, _) = exchange("POST", "/echo", posted.clone()).await;
             assert_eq!((status, body), (200, posted), "POST with a body");
-            let (status, _, body) = exchange("GET", "/chunked", String::new()).await;
-            assert_eq!((status, body.as_str()), (200, "abcdefg"), "chunked GET");
-            let (status, length, body) = exchange("HEAD", "/", String::new()).await;
+            let (status, _, body, trailer) = exchange("GET", "/chunked", String::new()).await;
+            assert_eq!(
+                (status, body.as_str(), trailer.as_deref()),
+                (200, "abcdefg", Some("1")),
+                "chunked GET, with its trailer field"
+            );
+            let (status, length, body, _) = exchange("HEAD", "/", String::new()).await;
             assert_eq!(
                 (status, length.as_deref(), body.as_str()),
                 (200, Some("5"), ""),
                 "HEAD keeps its length and has no body"
             );
         }
-        let (status, _, body) = exchange("GET", "/close", String::new()).await;
+        let (status, _, body, _) = exchange("GET", "/close", String::new()).await;
         assert_eq!((status, body.as_str()), (200, "until close"));
         // The app's close ended its connection only: the client's stays open.
-        let (_, _, body) = exchange("GET", "/chunked", String::new()).await;
+        let (_, _, body, _) = exchange("GET", "/chunked", String::new()).await;
         assert_eq!(body, "abcdefg");
         drop(sender);
         let _ = conn.await;

@@ -124,8 +124,11 @@ async fn content_length_and_chunked_bodies_arrive_whole_over_one_reused_connecti
     let (status, headers, body) = exchange(&pool, &get(Method::GET)).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "hello"));
     assert_eq!(headers["content-length"], "5");
-    let (_, _, body) = exchange(&pool, &get(Method::GET)).await;
-    assert_eq!(body, "hello world");
+    let response = pool.send(&get(Method::GET)).await.unwrap();
+    let body = response.into_body().collect().await.unwrap();
+    let trailers = body.trailers().expect("the trailer fields are passed on");
+    assert_eq!(trailers["x-trailer"], "t");
+    assert_eq!(body.to_bytes(), "hello world");
     let (_, _, body) = exchange(&pool, &get(Method::GET)).await;
     assert_eq!(body, "ok");
     let seen = seen.lock().unwrap();
@@ -228,13 +231,19 @@ async fn a_bad_or_oversized_response_head_is_an_error() {
         vec!["HTTP/1.1 200 OK\r\nContent-Length: 2, 3\r\n\r\nok"],
         vec![huge],
         vec!["HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort"],
+        vec![
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nno colon\r\n\r\n",
+        ],
     ])
     .await;
     let pool = pool(addr);
     for _ in 0..4 {
         assert!(pool.send(&get(Method::GET)).await.is_err());
     }
-    // A body cut short by the app's close ends in an error, not a short success.
-    let response = pool.send(&get(Method::GET)).await.unwrap();
-    assert!(response.into_body().collect().await.is_err());
+    // A body cut short by the app's close, or with a bad trailer section, ends in an error,
+    // not a short success.
+    for _ in 0..2 {
+        let response = pool.send(&get(Method::GET)).await.unwrap();
+        assert!(response.into_body().collect().await.is_err());
+    }
 }
