@@ -1,6 +1,5 @@
 //! TCP mode: splice bytes between each client and the app, and apply the phases per connection.
 
-use std::future::{Future, poll_fn};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -12,7 +11,7 @@ use lameduck::{Listener, PhaseBroadcast, is_per_connection};
 use lameduck_core::{InFlightGuard, Phase, Shutdown};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::Instant;
 
 use crate::ClientAddress;
 
@@ -144,31 +143,17 @@ async fn splice(
         }
         let now = Instant::now();
         quiet.sample(moved.load(Ordering::Relaxed), now);
-        let mut timer = None;
+        let mut wake_at = None;
         if phases.phase() >= Phase::Closing {
             match quiet.idle_check(now, idle_grace) {
                 None => {
                     tracing::debug!("closing: closing an idle spliced connection");
                     return;
                 }
-                Some(next) => timer = Some(Box::pin(sleep_until(next))),
+                Some(next) => wake_at = Some(next),
             }
         }
-        let finished = poll_fn(|cx| {
-            if let Poll::Ready(result) = copy.as_mut().poll(cx) {
-                return Poll::Ready(Some(result));
-            }
-            if bell.poll_rung(cx).is_ready()
-                || timer
-                    .as_mut()
-                    .is_some_and(|t| t.as_mut().poll(cx).is_ready())
-            {
-                return Poll::Ready(None);
-            }
-            Poll::Pending
-        })
-        .await;
-        if let Some(result) = finished {
+        if let Some(result) = bell.until_rung(copy.as_mut(), wake_at).await {
             if let Err(error) = result {
                 tracing::debug!(%error, "spliced connection ended with an error");
             }

@@ -7,12 +7,15 @@
 //! connection registers here once, and its driver only polls a per-connection waker.
 
 use std::collections::HashMap;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::task::{Poll, Waker};
 
 use futures_util::task::AtomicWaker;
 use lameduck_core::{Lifecycle, Phase, Shutdown};
+use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Default)]
@@ -48,6 +51,36 @@ impl Doorbell {
         self.waker.register(waker);
         self.rings.load(Ordering::Acquire)
     }
+}
+
+/// Polls `work` until it completes (`Some` of its output), or until `doorbell` rang since the
+/// count in `seen` or `wake_at` passed (`None`): the driver then looks at the phase and its
+/// deadlines again, and comes back.
+pub(crate) async fn until_rung<F: Future + ?Sized>(
+    doorbell: &Doorbell,
+    seen: &mut u64,
+    mut work: Pin<&mut F>,
+    wake_at: Option<Instant>,
+) -> Option<F::Output> {
+    let mut timer = wake_at.map(|at| Box::pin(sleep_until(at)));
+    poll_fn(|cx| {
+        if let Poll::Ready(output) = work.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        let rings = doorbell.register(cx.waker());
+        if rings != *seen {
+            *seen = rings;
+            return Poll::Ready(None);
+        }
+        if timer
+            .as_mut()
+            .is_some_and(|timer| timer.as_mut().poll(cx).is_ready())
+        {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 impl Ring for Doorbell {
@@ -176,16 +209,15 @@ pub struct PhaseBell {
 }
 
 impl PhaseBell {
-    /// Ready once after any number of rings since the last `Ready` (or since the subscription:
-    /// the first poll is `Ready` only if a change came after it); otherwise `Pending`, with the
-    /// task's waker registered for the next ring. Read the new state with
-    /// [`PhaseBroadcast::phase`] and [`PhaseBroadcast::forced`].
-    pub fn poll_rung(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let rings = self.doorbell.register(cx.waker());
-        if rings == self.seen {
-            return Poll::Pending;
-        }
-        self.seen = rings;
-        Poll::Ready(())
+    /// Polls `work` (the connection) until it completes, returning `Some` of its output; or
+    /// returns `None` once the bell rang (since the subscription or the last `None`) or
+    /// `wake_at` passed. Then read the new state with [`PhaseBroadcast::phase`] and
+    /// [`PhaseBroadcast::forced`], act on it, and call again with the same `work`.
+    pub async fn until_rung<F: Future + ?Sized>(
+        &mut self,
+        work: Pin<&mut F>,
+        wake_at: Option<Instant>,
+    ) -> Option<F::Output> {
+        until_rung(&self.doorbell, &mut self.seen, work, wake_at).await
     }
 }

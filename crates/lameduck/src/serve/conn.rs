@@ -1,7 +1,6 @@
 //! One connection's driver: serves it and applies the phases to it.
 
-use std::future::{Future, poll_fn};
-use std::pin::Pin;
+use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -9,10 +8,10 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use lameduck_core::Phase;
 use tokio::net::TcpStream;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::Instant;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-use super::broadcast::Ring;
+use super::broadcast::{Ring, until_rung};
 use super::io::{ConnIo, ConnState};
 use super::service::Tracked;
 use super::{
@@ -125,25 +124,7 @@ pub(crate) async fn drive<S, B, G>(
                 }
             }
         }
-        let mut timer = wake_at.map(|at| Box::pin(sleep_until(at)));
-        let finished = poll_fn(|cx| {
-            if let Poll::Ready(result) = conn.as_mut().poll(cx) {
-                return Poll::Ready(Some(result));
-            }
-            let events = state.register(cx.waker());
-            if events != seen_events {
-                seen_events = events;
-                return Poll::Ready(None);
-            }
-            if timer
-                .as_mut()
-                .is_some_and(|t| Pin::new(t).poll(cx).is_ready())
-            {
-                return Poll::Ready(None);
-            }
-            Poll::Pending
-        })
-        .await;
+        let finished = until_rung(state.doorbell(), &mut seen_events, conn.as_mut(), wake_at).await;
         if let Some(result) = finished {
             if let Err(error) = result {
                 tracing::debug!(%error, "connection ended with an error");
