@@ -56,14 +56,17 @@ impl Doorbell {
 /// Polls `work` until it completes (`Some` of its output), or until `doorbell` rang since the
 /// count in `seen` or `wake_at` passed (`None`): the driver then looks at the phase and its
 /// deadlines again, and comes back.
-pub(crate) async fn until_rung<F: Future + ?Sized>(
-    doorbell: &Doorbell,
-    seen: &mut u64,
-    mut work: Pin<&mut F>,
+///
+/// A `poll_fn` rather than an `async fn`: it is polled on every wake-up of a busy connection,
+/// so it adds no state machine of its own around `work`.
+pub(crate) fn until_rung<'a, F: Future + ?Sized>(
+    doorbell: &'a Doorbell,
+    seen: &'a mut u64,
+    mut work: Pin<&'a mut F>,
     wake_at: Option<Instant>,
-) -> Option<F::Output> {
+) -> impl Future<Output = Option<F::Output>> + 'a {
     let mut timer = wake_at.map(|at| Box::pin(sleep_until(at)));
-    poll_fn(|cx| {
+    poll_fn(move |cx| {
         if let Poll::Ready(output) = work.as_mut().poll(cx) {
             return Poll::Ready(Some(output));
         }
@@ -80,7 +83,6 @@ pub(crate) async fn until_rung<F: Future + ?Sized>(
         }
         Poll::Pending
     })
-    .await
 }
 
 impl Ring for Doorbell {
@@ -213,11 +215,11 @@ impl PhaseBell {
     /// returns `None` once the bell rang (since the subscription or the last `None`) or
     /// `wake_at` passed. Then read the new state with [`PhaseBroadcast::phase`] and
     /// [`PhaseBroadcast::forced`], act on it, and call again with the same `work`.
-    pub async fn until_rung<F: Future + ?Sized>(
-        &mut self,
-        work: Pin<&mut F>,
+    pub fn until_rung<'a, F: Future + ?Sized>(
+        &'a mut self,
+        work: Pin<&'a mut F>,
         wake_at: Option<Instant>,
-    ) -> Option<F::Output> {
-        until_rung(&self.doorbell, &mut self.seen, work, wake_at).await
+    ) -> impl Future<Output = Option<F::Output>> + 'a {
+        until_rung(&self.doorbell, &mut self.seen, work, wake_at)
     }
 }
