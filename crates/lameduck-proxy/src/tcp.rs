@@ -100,18 +100,13 @@ async fn splice(
         }
         ClientAddress::XForwardedFor | ClientAddress::None => None,
     };
-    let mut app = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream)).await {
-        Ok(Ok(app)) => app,
-        Ok(Err(error)) => {
+    let mut app = match crate::upstream::dial(upstream, CONNECT_TIMEOUT).await {
+        Ok(app) => app,
+        Err(error) => {
             tracing::debug!(%upstream, %error, "cannot connect to the upstream; closing the client");
             return;
         }
-        Err(_) => {
-            tracing::debug!(%upstream, "connecting to the upstream timed out; closing the client");
-            return;
-        }
     };
-    let _ = app.set_nodelay(true);
     if let Some(header) = header {
         // Before any byte of the client's: the app reads it as the start of the connection.
         if let Err(error) = app.write_all(&header).await {

@@ -139,13 +139,13 @@ fn poll_conn(
     }
 }
 
-/// A new connection to the app, with Nagle off (a request head goes out at once).
-async fn dial(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, UpstreamError> {
+/// A new connection to the app, with Nagle off (a request head goes out at once). Both pools
+/// and hyper's clients (for h2c and upgrades) dial with it.
+pub(crate) async fn dial(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
-        .map_err(|_| UpstreamError::Connect(io::Error::new(io::ErrorKind::TimedOut, "timed out")))?
-        .map_err(UpstreamError::Connect)?;
-    stream.set_nodelay(true).map_err(UpstreamError::Connect)?;
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+    stream.set_nodelay(true)?;
     Ok(stream)
 }
 
@@ -248,7 +248,9 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<Box<Upstream>, UpstreamError> {
-        let stream = dial(self.addr, self.connect_timeout).await?;
+        let stream = dial(self.addr, self.connect_timeout)
+            .await
+            .map_err(UpstreamError::Connect)?;
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .writev(false)
             .handshake(TokioIo::new(stream))

@@ -142,7 +142,9 @@ impl RawPool {
 
     async fn connect(&self) -> Result<Box<RawConn>, UpstreamError> {
         Ok(Box::new(RawConn {
-            stream: super::dial(self.addr, self.connect_timeout).await?,
+            stream: super::dial(self.addr, self.connect_timeout)
+                .await
+                .map_err(UpstreamError::Connect)?,
             read: BytesMut::with_capacity(READ_CHUNK),
             write: Vec::with_capacity(1024),
         }))
