@@ -139,8 +139,8 @@ fn poll_conn(
     }
 }
 
-/// A new connection to the app, with Nagle off (a request head goes out at once). Both pools
-/// and hyper's clients (for h2c and upgrades) dial with it.
+/// A new connection to the app, with Nagle off (a request head goes out at once). Both pools,
+/// hyper's clients (for h2c and upgrades) and TCP mode dial with it.
 pub(crate) async fn dial(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await

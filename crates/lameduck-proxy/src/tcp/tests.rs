@@ -100,14 +100,15 @@ async fn at_closing_quiet_connections_close_and_busy_ones_stay_until_quiet_or_fo
     // Five idle graces of traffic: only the quiet connection is closed meanwhile.
     let rounds = u8::try_from(5 * IDLE_GRACE.as_millis() / BUSY_EVERY.as_millis()).unwrap();
     let busy_last_sent = keep_busy(&mut [&mut busy, &mut forced], rounds).await;
+    // Already closed by now; the wait only covers a proxy thread slowed by a loaded machine.
     assert!(
-        closed_within(&mut idle, Duration::from_millis(10)).await,
+        closed_within(&mut idle, Duration::from_secs(5)).await,
         "the connection quiet since before Closing was closed"
     );
 
     // `busy` goes quiet: it is closed, while `forced` keeps moving bytes and stays open.
     let mut busy_closed = false;
-    for round in 0..50 {
+    for round in 0..100 {
         round_trip(&mut forced, round)
             .await
             .expect("a connection moving bytes stays open at Closing");

@@ -156,9 +156,9 @@ impl<S, B, L> Serve<S, B, L> {
 
     /// Gives each connection a service of its own, made from the server's by `make` when the
     /// connection is accepted, with what is known of the connection; requests then carry no
-    /// [`ClosingSignal`] or [`PeerAddr`] extension. Inserting those two costs four allocations
-    /// per request, which a service that needs the client's address on every request (the
-    /// drain proxy's `X-Forwarded-For`) can do without.
+    /// [`ClosingSignal`] or [`PeerAddr`] extension. Inserting those two allocates a map and a
+    /// box per value on every request, which a service that needs the client's address on
+    /// every request (the drain proxy's `X-Forwarded-For`) can do without.
     pub fn per_connection<F>(mut self, make: F) -> Self
     where
         F: Fn(&S, &ConnectionInfo) -> S + Send + Sync + 'static,
