@@ -14,6 +14,9 @@
 # (axum, GET / -> "ok"); each proxy forwards to it over loopback with keep-alive and, in HTTP
 # mode, adds X-Forwarded-For.
 #
+# A second, identical HAProxy runs as a control: its ratios to the first show how far this
+# machine's noise alone moves the ratios of two equal proxies in the same run.
+#
 # BASELINE_BIN=/path/to/an/older/lameduck adds its `run --proxy` (HTTP and TCP) as two more
 # targets, so a change is measured against what it replaces in the same run.
 #
@@ -45,7 +48,7 @@ out=$(mktemp -d)
 # Below Linux's ephemeral range (32768+), so no client connection of this run holds one.
 base=$((20000 + RANDOM % 12000))
 app=$((base + 1)); ld_http=$((base + 2)); ld_tcp=$((base + 3)); hap_http=$((base + 4)); hap_tcp=$((base + 5))
-base_http=$((base + 6)); base_tcp=$((base + 7))
+base_http=$((base + 6)); base_tcp=$((base + 7)); control_http=$((base + 8)); control_tcp=$((base + 9))
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -88,7 +91,9 @@ serving[lameduck-http]=$!
 "$bin" run --admin off --log warn --proxy "127.0.0.1:$ld_tcp=127.0.0.1:$app" --protocol tcp \
   -- sleep 1000000 2>"$out/ld-tcp.err" & pids+=($!)
 serving[lameduck-tcp]=$!
-cat >"$out/haproxy.cfg" <<CFG
+# haproxy_config HTTP_PORT TCP_PORT: HAProxy as the same sidecar as lameduck, in both modes.
+haproxy_config() {
+  cat <<CFG
 global
   maxconn 4000
 defaults
@@ -97,7 +102,7 @@ defaults
   timeout server 60s
 frontend http_in
   mode http
-  bind 127.0.0.1:$hap_http
+  bind 127.0.0.1:$1
   # lameduck's HTTP mode appends X-Forwarded-For too.
   option forwardfor
   default_backend http_app
@@ -107,16 +112,24 @@ backend http_app
   server app 127.0.0.1:$app
 frontend tcp_in
   mode tcp
-  bind 127.0.0.1:$hap_tcp
+  bind 127.0.0.1:$2
   default_backend tcp_app
 backend tcp_app
   mode tcp
   server app 127.0.0.1:$app
 CFG
+}
+haproxy_config "$hap_http" "$hap_tcp" >"$out/haproxy.cfg"
 haproxy -db -f "$out/haproxy.cfg" 2>"$out/haproxy.err" & pids+=($!)
 # One HAProxy serves both modes; during a wrk run the other mode's frontend is idle.
 serving[haproxy-http]=$!
 serving[haproxy-tcp]=$!
+# The control: a second, identical HAProxy. How far its ratios to the first stray from 1 is
+# what this machine's noise alone does to two equal proxies in this run.
+haproxy_config "$control_http" "$control_tcp" >"$out/control.cfg"
+haproxy -db -f "$out/control.cfg" 2>"$out/control.err" & pids+=($!)
+serving[control-http]=$!
+serving[control-tcp]=$!
 if [[ -n ${BASELINE_BIN:-} ]]; then
   "$BASELINE_BIN" run --admin off --log warn --proxy "127.0.0.1:$base_http=127.0.0.1:$app" --protocol http \
     -- sleep 1000000 2>"$out/base-http.err" & pids+=($!)
@@ -132,8 +145,10 @@ declare -A url=(
   [haproxy-http]="http://127.0.0.1:$hap_http/"
   [lameduck-tcp]="http://127.0.0.1:$ld_tcp/"
   [haproxy-tcp]="http://127.0.0.1:$hap_tcp/"
+  [control-http]="http://127.0.0.1:$control_http/"
+  [control-tcp]="http://127.0.0.1:$control_tcp/"
 )
-targets=(direct lameduck-http haproxy-http lameduck-tcp haproxy-tcp)
+targets=(direct lameduck-http haproxy-http lameduck-tcp haproxy-tcp control-http control-tcp)
 if [[ -n ${BASELINE_BIN:-} ]]; then
   url[baseline-http]="http://127.0.0.1:$base_http/"
   url[baseline-tcp]="http://127.0.0.1:$base_tcp/"
@@ -188,18 +203,26 @@ for t in "${targets[@]}"; do
   echo "| $t | ${rps[$t]} | ${p99[$t]} | $(ratio "${rps[$t]}" "${rps[direct]}") | ${cpu[$t]} |"
 done
 echo
-echo "| mode | lameduck / HAProxy req/s | lameduck p99 / HAProxy p99 | paired req/s | paired p99 | paired CPU per request |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| mode | lameduck / HAProxy req/s | lameduck p99 / HAProxy p99 | paired req/s | paired p99 | paired CPU per request | rounds at or above HAProxy on both |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+# both A B: in how many rounds A had at least B's req/s and at most B's p99.
+both() {
+  paste "$out/$1.rps" "$out/$1.p99" "$out/$2.rps" "$out/$2.p99" |
+    awk '$1 >= $3 && $2 <= $4 { k++ } END { printf "%d/%d", k, NR }'
+}
 # compare NAME MODE LABEL: one row of NAME's ratios to HAProxy in MODE.
 compare() {
   local a=$1-$2 b=haproxy-$2
   echo "| $3 | $(ratio "${rps[$a]}" "${rps[$b]}") | $(ratio "${p99[$a]}" "${p99[$b]}") |" \
     "$(paired "$out/$a.rps" "$out/$b.rps") | $(paired "$out/$a.p99" "$out/$b.p99") |" \
-    "$(paired "$out/$a.cpu" "$out/$b.cpu") |"
+    "$(paired "$out/$a.cpu" "$out/$b.cpu") | $(both "$a" "$b") |"
 }
 for mode in http tcp; do compare lameduck "$mode" "$mode"; done
+for mode in http tcp; do compare control "$mode" "$mode (control: HAProxy vs HAProxy)"; done
 if [[ -n ${BASELINE_BIN:-} ]]; then
   for mode in http tcp; do compare baseline "$mode" "$mode (baseline)"; done
 fi
 echo
 echo "The first two ratio columns divide medians; the paired ones are medians of per-round ratios."
+echo "The control rows compare two identical HAProxy processes: their distance from 1 is noise, and"
+echo "their count of rounds at or above on both is what chance gives two equal proxies."
