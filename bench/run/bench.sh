@@ -31,15 +31,9 @@ threads=${4:-2}
 for tool in wrk haproxy curl; do
   command -v "$tool" >/dev/null || { echo "$tool is missing: apt-get install -y wrk haproxy curl" >&2; exit 2; }
 done
-app_kind=${APP:-demo}
-case $app_kind in
-  demo) ;;
-  nginx)
-    nginx=$(command -v nginx || echo /usr/sbin/nginx)
-    [[ -x $nginx ]] || { echo "nginx is missing: apt-get install -y nginx" >&2; exit 2; }
-    ;;
-  *) echo "APP=$app_kind: expected demo or nginx" >&2; exit 2 ;;
-esac
+# shellcheck source=bench/run/app.sh
+source bench/run/app.sh
+check_app
 
 target_dir=${CARGO_TARGET_DIR:-target}
 cargo build --release -q -p lameduck-cli --no-default-features --features run,demo-app
@@ -60,29 +54,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [[ $app_kind == nginx ]]; then
-  mkdir -p "$out/nginx"
-  cat >"$out/nginx/nginx.conf" <<CFG
-worker_processes 2;
-pid $out/nginx/nginx.pid;
-error_log $out/nginx/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$app;
-    location / { return 200 "ok\n"; }
-  }
-}
-CFG
-  # In the foreground (of this background job), so its PID is the master's and cleanup stops it.
-  "$nginx" -c "$out/nginx/nginx.conf" -p "$out/nginx" -g 'daemon off;' 2>"$out/app.err" & pids+=($!)
-else
-  "$bin" demo-app --listen "127.0.0.1:$app" 2>"$out/app.err" & pids+=($!)
-fi
-# The process whose CPU time a target's requests cost (with APP=nginx, the master only: the
-# workers' time is not counted for `direct`).
+start_app "$bin" "$app" "$out"; pids+=($!)
+# The process whose CPU time a target's requests cost, with its children's (nginx's workers).
 declare -A serving
 serving[direct]=$!
 "$bin" run --admin off --log warn --proxy "127.0.0.1:$ld_http=127.0.0.1:$app" --protocol http \
@@ -159,8 +132,11 @@ for t in "${targets[@]}"; do
   echo "$t did not come up; logs:" >&2; cat "$out"/*.err >&2; exit 1
 done
 
-# cpu_ticks PID: user + system time of PID's threads so far, in clock ticks.
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# cpu_ticks PID: user + system time of PID's threads and its children's so far, in clock ticks.
+cpu_ticks() {
+  # shellcheck disable=SC2046 # one word per PID
+  cat $(printf '/proc/%s/stat ' "$1" $(pgrep -P "$1")) 2>/dev/null | awk '{ t += $14 + $15 } END { print t + 0 }'
+}
 ticks_per_second=$(getconf CLK_TCK)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for round in $(seq 1 "$rounds"); do

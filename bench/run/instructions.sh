@@ -6,6 +6,7 @@
 #
 #   bench/run/instructions.sh [SECONDS] [CONNECTIONS]
 #   CACHE_SIM=1 bench/run/instructions.sh   # also simulated L1 misses per request
+#   APP=nginx bench/run/instructions.sh     # nginx as the app (see app.sh)
 #
 # With CACHE_SIM=1 callgrind also simulates the caches and the tables add L1 instruction-read,
 # data-read and data-write misses per request: code and memory the proxy touches per request,
@@ -17,6 +18,9 @@
 # Needs wrk, haproxy, valgrind and curl (apt-get install -y wrk haproxy valgrind curl).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=bench/run/app.sh
+source bench/run/app.sh
+check_app
 seconds=${1:-8}
 cache_sim=${CACHE_SIM:-0}
 valgrind_opts=(--tool=callgrind --instr-atstart=no)
@@ -34,14 +38,17 @@ out=$(mktemp -d)
 base=$((20000 + RANDOM % 12000))
 app=$((base + 1)); port=$((base + 2))
 pids=()
+app_pid=
 cleanup() {
   for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  # TERM, not KILL: nginx's master stops its workers on the way out.
+  [[ -n $app_pid ]] && kill -TERM "$app_pid" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$out"
 }
 trap cleanup EXIT
 
-"$bin" demo-app --listen "127.0.0.1:$app" 2>"$out/app.err" & pids+=($!)
+start_app "$bin" "$app" "$out"; app_pid=$!
 
 haproxy_config() {
   cat <<CFG
@@ -105,7 +112,7 @@ for tool in lameduck haproxy; do
   for mode in http tcp; do measure "$tool" "$mode"; done
 done
 
-echo "callgrind, wrk -t2 -c$connections -d${seconds}s per proxy; $(nproc) CPUs: $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | xargs)"
+echo "app: $app_kind; callgrind, wrk -t2 -c$connections -d${seconds}s per proxy; $(nproc) CPUs: $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | xargs)"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 if [[ $cache_sim == 1 ]]; then

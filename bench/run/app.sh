@@ -1,0 +1,46 @@
+# The app behind the proxies in bench/run's scripts, sourced by them: `lameduck demo-app`
+# (axum, GET / -> "ok") by default, or with APP=nginx nginx (two workers, `return 200 "ok\n"`),
+# to see how much of a proxy's cost comes from one particular app's responses (nginx sends
+# `Connection: keep-alive`, `Server` and `Content-Type`, which the demo app does not).
+#
+#   check_app                 exits with a message if APP names no known app or nginx is missing
+#   start_app BIN PORT DIR    starts the app in the background; its PID is in $!
+
+app_kind=${APP:-demo}
+
+check_app() {
+  case $app_kind in
+    demo) ;;
+    nginx)
+      nginx=$(command -v nginx || echo /usr/sbin/nginx)
+      [[ -x $nginx ]] || { echo "nginx is missing: apt-get install -y nginx" >&2; exit 2; }
+      ;;
+    *) echo "APP=$app_kind: expected demo or nginx" >&2; exit 2 ;;
+  esac
+}
+
+start_app() {
+  local bin=$1 port=$2 dir=$3
+  if [[ $app_kind == nginx ]]; then
+    mkdir -p "$dir/nginx"
+    cat >"$dir/nginx/nginx.conf" <<CFG
+worker_processes 2;
+pid $dir/nginx/nginx.pid;
+error_log $dir/nginx/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$port;
+    location / { return 200 "ok\n"; }
+  }
+}
+CFG
+    # In the foreground (of this background job), so $! is the master's PID and killing it
+    # stops nginx.
+    "$nginx" -c "$dir/nginx/nginx.conf" -p "$dir/nginx" -g 'daemon off;' 2>"$dir/app.err" &
+  else
+    "$bin" demo-app --listen "127.0.0.1:$port" 2>"$dir/app.err" &
+  fi
+}
