@@ -271,8 +271,12 @@ impl Inner {
         }
         // Boxed: hyper's exchange is large and would enlarge (and push out of the allocator's
         // small-size cache) the future of every bodiless request.
-        let response = Box::pin(self.pool.send(req)).await;
-        Ok(self.finish_http1(response.map(|r| r.map(BodyKind::Pooled))))
+        let response = Box::pin(self.pool.send(req)).await.map(|mut response| {
+            // The short path leaves hop-by-hop fields out as it parses; hyper keeps them.
+            headers::strip(response.headers_mut(), false);
+            response.map(BodyKind::Pooled)
+        });
+        Ok(self.finish_http1(response))
     }
 
     /// h2c and upgrade handshakes, through hyper-util's client.
@@ -398,14 +402,13 @@ impl Inner {
         response: Result<Response<BodyKind>, UpstreamError>,
     ) -> Response<ForwardBody> {
         match response {
-            Ok(mut response) => {
+            Ok(response) => {
                 if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                     return reply(
                         StatusCode::BAD_GATEWAY,
                         "lameduck: upstream switched protocols without being asked".to_owned(),
                     );
                 }
-                headers::strip(response.headers_mut(), false);
                 response.map(ForwardBody)
             }
             Err(error) => self.bad_gateway(&error),

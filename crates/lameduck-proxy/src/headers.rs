@@ -17,39 +17,65 @@ static HOP_BY_HOP: [HeaderName; 6] = [
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
 ];
+/// Where `upgrade` and `te` are in [`HOP_BY_HOP`].
+const UPGRADE_AT: usize = 2;
+const TE_AT: usize = 3;
 
 /// Removes hop-by-hop headers and every header the `Connection` header names.
 ///
 /// With `upgrade`, `Connection: upgrade` and `Upgrade` are kept so the handshake reaches the
-/// other side. `TE: trailers` is kept (gRPC needs it end to end).
+/// other side. `TE: trailers` is kept (gRPC needs it end to end) unless `Connection` names it.
 pub(crate) fn strip(headers: &mut HeaderMap, upgrade: bool) {
-    // The common case: nothing to strip. One pass over the few names a message has; a lookup
-    // per hop-by-hop name hashed each of them and cost 6% of the proxy's instructions.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    // Which hop-by-hop headers are present, from one pass over the few names a message has: a
+    // lookup per hop-by-hop name hashed each of them and cost 6% of the proxy's instructions.
+    let mut present = [false; HOP_BY_HOP.len()];
+    // A field named `Close` (reserved by RFC 9110 §16.3.2.1, but possible) goes with
+    // `Connection: close` like any named one.
+    let mut close_field = false;
+    for name in headers.keys() {
+        if let Some(at) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present[at] = true;
+        }
+        close_field |= name.as_str() == "close";
+    }
+    if !present.contains(&true) {
         return;
     }
-    let named: Vec<HeaderName> = headers
+    // `Connection` mostly names hop-by-hop headers only (`keep-alive`, as nginx, Node and Tomcat
+    // send it) or connection options that name no header (`close`); those need no lookup here,
+    // and only other names (rare) are collected.
+    let mut te_named = false;
+    let mut named = Vec::new();
+    let options = headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .filter(|name| !(upgrade && name == header::UPGRADE))
-        .collect();
+        .flat_map(|value| tokens(value.as_bytes()))
+        .filter(|token| {
+            !token.is_empty() && (close_field || !token.eq_ignore_ascii_case(b"close"))
+        });
+    for token in options {
+        match hop_by_hop_at(token) {
+            Some(TE_AT) => te_named = true,
+            Some(_) => {}
+            None => named.extend(HeaderName::from_bytes(token).ok()),
+        }
+    }
     for name in named {
         headers.remove(name);
     }
-    let trailers = headers
-        .get(header::TE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        });
-    let upgrade_to = upgrade
+    let trailers = present[TE_AT]
+        && !te_named
+        && headers
+            .get(header::TE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            });
+    let upgrade_to = (upgrade && present[UPGRADE_AT])
         .then(|| headers.get(header::UPGRADE).cloned())
         .flatten();
-    for name in HOP_BY_HOP.iter() {
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|&(_, here)| here) {
         headers.remove(name);
     }
     if trailers {
@@ -59,6 +85,31 @@ pub(crate) fn strip(headers: &mut HeaderMap, upgrade: bool) {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, protocol);
     }
+}
+
+/// Whether `name` is a header that always belongs to one hop.
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
+
+/// Whether a `Connection` value names a header [`is_hop_by_hop`] does not know, which only
+/// [`strip`] removes. `keep-alive` and `close`, nearly every value there is, name none.
+pub(crate) fn names_other_fields(connection: &[u8]) -> bool {
+    tokens(connection).any(|token| {
+        !token.is_empty() && !token.eq_ignore_ascii_case(b"close") && hop_by_hop_at(token).is_none()
+    })
+}
+
+/// The comma-separated elements of a field value, trimmed (empty ones too).
+pub(crate) fn tokens(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
+}
+
+/// Where the hop-by-hop header `name` (any case) is in [`HOP_BY_HOP`].
+fn hop_by_hop_at(name: &[u8]) -> Option<usize> {
+    HOP_BY_HOP
+        .iter()
+        .position(|hop| name.eq_ignore_ascii_case(hop.as_str().as_bytes()))
 }
 
 /// Whether the request asks to switch protocols (`Connection: upgrade` plus `Upgrade`).
@@ -170,6 +221,47 @@ mod tests {
         strip(&mut h, false);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-end"));
+    }
+
+    #[test]
+    fn keep_alive_responses_lose_only_their_hop_by_hop_fields() {
+        // As nginx, Node and Tomcat answer.
+        let mut h = map(&[
+            ("server", "nginx"),
+            ("connection", "keep-alive"),
+            ("keep-alive", "timeout=5"),
+            ("content-length", "3"),
+        ]);
+        strip(&mut h, false);
+        let names: Vec<_> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["server", "content-length"]);
+    }
+
+    #[test]
+    fn every_connection_field_line_and_option_counts() {
+        let mut h = map(&[
+            ("connection", "close, X-One"),
+            ("connection", " x-two ,,TE"),
+            ("close", "reserved"),
+            ("x-one", "1"),
+            ("x-two", "2"),
+            ("te", "trailers"),
+            ("x-end", "3"),
+        ]);
+        strip(&mut h, false);
+        // `TE: trailers` stays only when `Connection` does not name it.
+        assert_eq!(
+            h.keys().map(HeaderName::as_str).collect::<Vec<_>>(),
+            ["x-end"]
+        );
+        let mut h = map(&[("connection", "close"), ("x-end", "3")]);
+        strip(&mut h, false);
+        assert_eq!(
+            h.keys().map(HeaderName::as_str).collect::<Vec<_>>(),
+            ["x-end"]
+        );
+        assert_eq!(HOP_BY_HOP[UPGRADE_AT], header::UPGRADE);
+        assert_eq!(HOP_BY_HOP[TE_AT], header::TE);
     }
 
     #[test]

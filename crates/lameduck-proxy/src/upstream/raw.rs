@@ -29,6 +29,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{IdleStack, UpstreamError};
+use crate::headers::{self as hop, tokens};
 
 /// The most response-head bytes read before the response is refused (hyper's default too).
 const MAX_HEAD: usize = 64 * 1024;
@@ -283,11 +284,19 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> io::Result<Option<Head>
             let start = part.as_ptr() as usize - base;
             (start, start + part.len())
         };
+        // Hop-by-hop fields are left out of the map as it is built, unless `Connection` names
+        // other fields too (or a field is called `close`): then `strip` sorts them out after.
+        let mut plain = true;
         for (slot, field) in spans.iter_mut().zip(parsed.headers.iter()) {
             *slot = FieldSpan {
                 name: span(field.name.as_bytes()),
                 value: span(field.value),
             };
+            if field.name.eq_ignore_ascii_case("connection") {
+                plain &= !hop::names_other_fields(field.value);
+            } else if field.name.eq_ignore_ascii_case("close") {
+                plain = false;
+            }
         }
         let head = buf.split_to(len).freeze();
         let mut headers = HeaderMap::with_capacity(spans.len());
@@ -304,6 +313,9 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> io::Result<Option<Head>
                 transfer_encoding = true;
                 // Only the last coding decides whether the body is chunked.
                 chunked = last_token(value.as_bytes()).eq_ignore_ascii_case(b"chunked");
+                if plain {
+                    continue;
+                }
             } else if name == header::CONTENT_LENGTH {
                 // A list of one repeated value ("5, 5") is allowed (RFC 9110 §8.6).
                 for token in tokens(value.as_bytes()) {
@@ -321,8 +333,16 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> io::Result<Option<Head>
                 if !http11 && has_token(value.as_bytes(), b"keep-alive") {
                     close = false;
                 }
+                if plain {
+                    continue;
+                }
+            } else if plain && hop::is_hop_by_hop(&name) {
+                continue;
             }
             headers.append(name, value);
+        }
+        if !plain {
+            hop::strip(&mut headers, false);
         }
         let no_body =
             head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
@@ -348,10 +368,6 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> io::Result<Option<Head>
             framing,
         }));
     }
-}
-
-fn tokens(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
-    value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
 }
 
 fn has_token(value: &[u8], token: &[u8]) -> bool {

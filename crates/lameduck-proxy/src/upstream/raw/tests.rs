@@ -111,6 +111,37 @@ fn a_response_head_is_parsed_whole_with_few_or_many_fields() {
     }
 }
 
+#[test]
+fn hop_by_hop_fields_are_left_out_of_the_parsed_head() {
+    let names = |head: &str| {
+        let mut buf = bytes::BytesMut::from(head);
+        let parsed = parse_head(&mut buf, false).unwrap().unwrap();
+        let names: Vec<String> = parsed.headers.keys().map(|n| n.to_string()).collect();
+        (names, parsed.framing, parsed.reusable)
+    };
+    // As nginx answers: `Connection: keep-alive` names nothing beyond its own hop.
+    let (fields, framing, reusable) = names(
+        "HTTP/1.1 200 OK\r\nServer: nginx\r\nConnection: keep-alive\r\n\
+         Keep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nok",
+    );
+    assert_eq!(fields, ["server", "content-length"]);
+    assert_eq!((framing, reusable), (Framing::Length(2), true));
+    // The framing fields still decide the framing, and are still left out.
+    let (fields, framing, reusable) =
+        names("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
+    assert!(fields.is_empty(), "{fields:?}");
+    assert_eq!(framing, Framing::Chunked(super::Chunk::Size));
+    assert!(!reusable);
+    // A field `Connection` names goes too, whether it comes before or after it.
+    let (mut fields, _, _) = names(
+        "HTTP/1.1 200 OK\r\nX-Before: 1\r\nConnection: keep-alive, X-Before, x-after\r\n\
+         X-After: 2\r\nX-Kept: 3\r\nContent-Length: 0\r\n\r\n",
+    );
+    // (Removing fields from a map reorders it; only fields of one name keep their order.)
+    fields.sort();
+    assert_eq!(fields, ["content-length", "x-kept"]);
+}
+
 #[tokio::test]
 async fn content_length_and_chunked_bodies_arrive_whole_over_one_reused_connection() {
     let (addr, seen, _closes) = scripted_app(vec![vec![
