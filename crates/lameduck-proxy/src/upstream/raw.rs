@@ -6,8 +6,9 @@
 //! ran 17,468 instructions per request instead of 25,620 (`bench/run/instructions.sh` at
 //! ac8c5f9).
 //! Here the request head is written from the parsed request in one send, the response head is
-//! parsed with `httparse`, and the response body is read from the socket as the client's
-//! connection asks for it, all in the client connection's task.
+//! parsed with `httparse` (its hop-by-hop fields left out as it goes), and the response body is
+//! read from the socket as the client's connection asks for it, all in the client connection's
+//! task.
 //!
 //! The framing rules are RFC 9112's (§6.3): no body after HEAD or for 1xx/204/304; chunked
 //! wins over Content-Length (and such a connection is not reused); a response with neither is
