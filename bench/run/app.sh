@@ -1,7 +1,7 @@
 # The app behind the proxies in bench/run's scripts, sourced by them: `lameduck demo-app`
 # (axum, GET / -> "ok") by default, or with APP=nginx nginx (two workers, `return 200 "ok\n"`),
 # to see how much of a proxy's cost comes from one particular app's responses (nginx sends
-# `Connection: keep-alive`, `Server` and `Content-Type`, which the demo app does not).
+# `Connection: keep-alive` and `Server`, which the demo app does not).
 #
 #   check_app                 exits with a message if APP names no known app or nginx is missing
 #   start_app BIN PORT DIR    starts the app in the background; its PID is in $!
