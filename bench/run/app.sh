@@ -7,12 +7,12 @@
 #   start_app BIN PORT DIR    starts the app in the background; its PID is in $!
 
 app_kind=${APP:-demo}
+nginx=$(command -v nginx || echo /usr/sbin/nginx)
 
 check_app() {
   case $app_kind in
     demo) ;;
     nginx)
-      nginx=$(command -v nginx || echo /usr/sbin/nginx)
       [[ -x $nginx ]] || { echo "nginx is missing: apt-get install -y nginx" >&2; exit 2; }
       ;;
     *) echo "APP=$app_kind: expected demo or nginx" >&2; exit 2 ;;
