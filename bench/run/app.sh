@@ -1,19 +1,23 @@
 # The app behind the proxies in bench/run's scripts, sourced by them: `lameduck demo-app`
-# (axum, GET / -> "ok") by default, or with APP=nginx nginx (two workers, `return 200 "ok\n"`),
+# (axum, GET / -> "ok") by default, or with APP=nginx nginx (`return 200 "ok\n"`),
 # to see how much of a proxy's cost comes from one particular app's responses (nginx sends
-# `Connection: keep-alive` and `Server`, which the demo app does not).
+# `Connection: keep-alive` and `Server`, which the demo app does not). NGINX_WORKERS sets
+# nginx's worker processes (default 2).
 #
 #   check_app                 exits with a message if APP names no known app or nginx is missing
 #   start_app BIN PORT DIR    starts the app in the background; its PID is in $!
 
 app_kind=${APP:-demo}
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
+nginx_workers=${NGINX_WORKERS:-2}
 
 check_app() {
   case $app_kind in
     demo) ;;
     nginx)
       [[ -x $nginx ]] || { echo "nginx is missing: apt-get install -y nginx" >&2; exit 2; }
+      [[ $nginx_workers =~ ^[1-9][0-9]?$ ]] ||
+        { echo "NGINX_WORKERS=$nginx_workers: expected a number of workers from 1 to 99" >&2; exit 2; }
       ;;
     *) echo "APP=$app_kind: expected demo or nginx" >&2; exit 2 ;;
   esac
@@ -24,7 +28,7 @@ start_app() {
   if [[ $app_kind == nginx ]]; then
     mkdir -p "$dir/nginx"
     cat >"$dir/nginx/nginx.conf" <<CFG
-worker_processes 2;
+worker_processes $nginx_workers;
 pid $dir/nginx/nginx.pid;
 error_log $dir/nginx/error.log;
 events { worker_connections 4096; }

@@ -20,8 +20,18 @@
 # BASELINE_BIN=/path/to/an/older/lameduck adds its `run --proxy` (HTTP and TCP) as two more
 # targets, so a change is measured against what it replaces in the same run.
 #
-# APP=nginx puts nginx (two workers, `return 200 "ok\n"`) behind the proxies instead of the demo
-# app, to see how much of a proxy's latency comes from its interplay with one particular app.
+# APP=nginx puts nginx (`return 200 "ok\n"`; NGINX_WORKERS workers, default 2) behind the
+# proxies instead of the demo app, to see how much of a proxy's latency comes from its
+# interplay with one particular app.
+#
+# PROXY_THREADS=N gives every proxy N event-loop threads (`--proxy-threads`, HAProxy's
+# `nbthread`) instead of its default of one per CPU; with 1, the gap between two event loops is
+# not blurred by how each spreads connections over its threads.
+#
+# REFERENCE=1 adds two reference TCP splices from crates/bench-peers (`bare-splice`): a bare
+# tokio one (copy_bidirectional per connection) and a bare level-triggered epoll loop. Where
+# lameduck's TCP mode trails HAProxy's, they tell whether a plain tokio proxy trails as much (the
+# runtime's share) and whether a loop without a task runtime does (the kernel's and machine's).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-3}
@@ -35,14 +45,24 @@ done
 source bench/run/app.sh
 check_app
 
+proxy_threads=${PROXY_THREADS:-}
+[[ -z $proxy_threads || ( $proxy_threads =~ ^[1-9][0-9]{0,2}$ && $proxy_threads -le 256 ) ]] ||
+  { echo "PROXY_THREADS=$proxy_threads: expected a number of threads from 1 to 256" >&2; exit 2; }
+reference=${REFERENCE:-0}
+[[ $reference == 0 || $reference == 1 ]] || { echo "REFERENCE=$reference: expected 0 or 1" >&2; exit 2; }
+
 target_dir=${CARGO_TARGET_DIR:-target}
 cargo build --release -q -p lameduck-cli --no-default-features --features run,demo-app
 bin=$target_dir/release/lameduck
+if [[ $reference == 1 ]]; then
+  cargo build --release -q -p bench-peers
+fi
 out=$(mktemp -d)
 # Below Linux's ephemeral range (32768+), so no client connection of this run holds one.
 base=$((20000 + RANDOM % 12000))
 app=$((base + 1)); ld_http=$((base + 2)); ld_tcp=$((base + 3)); hap_http=$((base + 4)); hap_tcp=$((base + 5))
 base_http=$((base + 6)); base_tcp=$((base + 7)); control_http=$((base + 8)); control_tcp=$((base + 9))
+bare_tokio=$((base + 10)); bare_epoll=$((base + 11))
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -58,10 +78,12 @@ start_app "$bin" "$app" "$out"; pids+=($!)
 # The process whose CPU time a target's requests cost, with its children's (nginx's workers).
 declare -A serving
 serving[direct]=$!
-"$bin" run --admin off --log warn --proxy "127.0.0.1:$ld_http=127.0.0.1:$app" --protocol http \
+# Flags every `lameduck run` of this benchmark shares.
+run_flags=(--admin off --log warn ${proxy_threads:+--proxy-threads "$proxy_threads"})
+"$bin" run "${run_flags[@]}" --proxy "127.0.0.1:$ld_http=127.0.0.1:$app" --protocol http \
   -- sleep 1000000 2>"$out/ld-http.err" & pids+=($!)
 serving[lameduck-http]=$!
-"$bin" run --admin off --log warn --proxy "127.0.0.1:$ld_tcp=127.0.0.1:$app" --protocol tcp \
+"$bin" run "${run_flags[@]}" --proxy "127.0.0.1:$ld_tcp=127.0.0.1:$app" --protocol tcp \
   -- sleep 1000000 2>"$out/ld-tcp.err" & pids+=($!)
 serving[lameduck-tcp]=$!
 # haproxy_config HTTP_PORT TCP_PORT: HAProxy as the same sidecar as lameduck, in both modes.
@@ -69,6 +91,7 @@ haproxy_config() {
   cat <<CFG
 global
   maxconn 4000
+${proxy_threads:+  nbthread $proxy_threads}
 defaults
   timeout connect 5s
   timeout client 60s
@@ -104,12 +127,21 @@ haproxy -db -f "$out/control.cfg" 2>"$out/control.err" & pids+=($!)
 serving[control-http]=$!
 serving[control-tcp]=$!
 if [[ -n ${BASELINE_BIN:-} ]]; then
-  "$BASELINE_BIN" run --admin off --log warn --proxy "127.0.0.1:$base_http=127.0.0.1:$app" --protocol http \
+  "$BASELINE_BIN" run "${run_flags[@]}" --proxy "127.0.0.1:$base_http=127.0.0.1:$app" --protocol http \
     -- sleep 1000000 2>"$out/base-http.err" & pids+=($!)
   serving[baseline-http]=$!
-  "$BASELINE_BIN" run --admin off --log warn --proxy "127.0.0.1:$base_tcp=127.0.0.1:$app" --protocol tcp \
+  "$BASELINE_BIN" run "${run_flags[@]}" --proxy "127.0.0.1:$base_tcp=127.0.0.1:$app" --protocol tcp \
     -- sleep 1000000 2>"$out/base-tcp.err" & pids+=($!)
   serving[baseline-tcp]=$!
+fi
+if [[ $reference == 1 ]]; then
+  for kind in tokio epoll; do
+    port_var=bare_$kind
+    "$target_dir/release/bare-splice" --loop "$kind" --listen "127.0.0.1:${!port_var}" \
+      --upstream "127.0.0.1:$app" --threads "${proxy_threads:-$(nproc)}" >"$out/bare-$kind.err" 2>&1 &
+    pids+=($!)
+    serving[bare-$kind-tcp]=$!
+  done
 fi
 
 declare -A url=(
@@ -126,6 +158,11 @@ if [[ -n ${BASELINE_BIN:-} ]]; then
   url[baseline-http]="http://127.0.0.1:$base_http/"
   url[baseline-tcp]="http://127.0.0.1:$base_tcp/"
   targets+=(baseline-http baseline-tcp)
+fi
+if [[ $reference == 1 ]]; then
+  url[bare-tokio-tcp]="http://127.0.0.1:$bare_tokio/"
+  url[bare-epoll-tcp]="http://127.0.0.1:$bare_epoll/"
+  targets+=(bare-tokio-tcp bare-epoll-tcp)
 fi
 for t in "${targets[@]}"; do
   for _ in $(seq 1 100); do curl -sf "${url[$t]}" >/dev/null && continue 2; sleep 0.05; done
@@ -170,7 +207,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 paired() { paste "$1" "$2" | awk '{ print $1 / $2 }' | sort -g |
   awk '{ a[NR] = $1 } END { printf "%.2f", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
-echo "app: $app_kind; wrk -t$threads -c$connections -d${seconds}s, $rounds rounds, medians; $(nproc) CPUs: $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | xargs)"
+echo "app: $app_kind; proxy threads: ${proxy_threads:-default}; wrk -t$threads -c$connections -d${seconds}s, $rounds rounds, medians; $(nproc) CPUs: $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | xargs)"
 echo "load average before: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| target | req/s | p99 (ms) | req/s vs direct | CPU µs per request |"
@@ -179,24 +216,29 @@ for t in "${targets[@]}"; do
   echo "| $t | ${rps[$t]} | ${p99[$t]} | $(ratio "${rps[$t]}" "${rps[direct]}") | ${cpu[$t]} |"
 done
 echo
-echo "| mode | lameduck / HAProxy req/s | lameduck p99 / HAProxy p99 | paired req/s | paired p99 | paired CPU per request | rounds at or above HAProxy on both |"
+echo "| A / B: lameduck / HAProxy unless named | A / B req/s | A p99 / B p99 | paired req/s | paired p99 | paired CPU per request | rounds A at or above B on both |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
 # both A B: in how many rounds A had at least B's req/s and at most B's p99.
 both() {
   paste "$out/$1.rps" "$out/$1.p99" "$out/$2.rps" "$out/$2.p99" |
     awk '$1 >= $3 && $2 <= $4 { k++ } END { printf "%d/%d", k, NR }'
 }
-# compare NAME MODE LABEL: one row of NAME's ratios to HAProxy in MODE.
+# compare A B LABEL: one row of target A's ratios to target B.
 compare() {
-  local a=$1-$2 b=haproxy-$2
+  local a=$1 b=$2
   echo "| $3 | $(ratio "${rps[$a]}" "${rps[$b]}") | $(ratio "${p99[$a]}" "${p99[$b]}") |" \
     "$(paired "$out/$a.rps" "$out/$b.rps") | $(paired "$out/$a.p99" "$out/$b.p99") |" \
     "$(paired "$out/$a.cpu" "$out/$b.cpu") | $(both "$a" "$b") |"
 }
-for mode in http tcp; do compare lameduck "$mode" "$mode"; done
-for mode in http tcp; do compare control "$mode" "$mode (control: HAProxy vs HAProxy)"; done
+for mode in http tcp; do compare "lameduck-$mode" "haproxy-$mode" "$mode"; done
+for mode in http tcp; do compare "control-$mode" "haproxy-$mode" "$mode (control: HAProxy vs HAProxy)"; done
 if [[ -n ${BASELINE_BIN:-} ]]; then
-  for mode in http tcp; do compare baseline "$mode" "$mode (baseline)"; done
+  for mode in http tcp; do compare "baseline-$mode" "haproxy-$mode" "$mode (baseline)"; done
+fi
+if [[ $reference == 1 ]]; then
+  compare bare-tokio-tcp haproxy-tcp "tcp (bare tokio splice vs HAProxy)"
+  compare bare-epoll-tcp haproxy-tcp "tcp (bare epoll loop vs HAProxy)"
+  compare lameduck-tcp bare-tokio-tcp "tcp (lameduck vs bare tokio splice)"
 fi
 echo
 echo "The first two ratio columns divide medians; the paired ones are medians of per-round ratios."

@@ -1,0 +1,44 @@
+//! A tokio splice as a first tokio proxy would be written: one task per connection.
+
+use std::net::SocketAddr;
+
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::SpliceError;
+
+/// Accepts on `listen` and splices each connection to `upstream` until the process is killed.
+pub(crate) fn run(
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    threads: usize,
+) -> Result<(), SpliceError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_io()
+        .build()
+        .map_err(SpliceError::Runtime)?;
+    runtime.block_on(async move {
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| SpliceError::Listen(listen, e))?;
+        crate::announce(listener.local_addr());
+        loop {
+            // A failed accept (e.g. out of descriptors) drops that one client, as proxies do.
+            let Ok((client, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(splice(client, upstream));
+        }
+    })
+}
+
+async fn splice(mut client: TcpStream, upstream: SocketAddr) {
+    let Ok(mut server) = TcpStream::connect(upstream).await else {
+        return;
+    };
+    // Request/response traffic: no Nagle delay on small writes, as HAProxy and lameduck do.
+    if client.set_nodelay(true).is_err() || server.set_nodelay(true).is_err() {
+        return;
+    }
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+}
