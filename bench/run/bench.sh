@@ -28,10 +28,11 @@
 # `nbthread`) instead of its default of one per CPU; with 1, the gap between two event loops is
 # not blurred by how each spreads connections over its threads.
 #
-# REFERENCE=1 adds two reference TCP splices from crates/bench-peers (`bare-splice`): a bare
-# tokio one (copy_bidirectional per connection) and a bare level-triggered epoll loop. Where
-# lameduck's TCP mode trails HAProxy's, they tell whether a plain tokio proxy trails as much (the
-# runtime's share) and whether a loop without a task runtime does (the kernel's and machine's).
+# REFERENCE=1 adds the reference proxies of crates/bench-peers (`bare-proxy`): in TCP mode a bare
+# tokio splice (copy_bidirectional per connection) and a bare level-triggered epoll loop, in HTTP
+# mode a first hyper proxy (hyper's server and hyper-util's pooled client). Where lameduck
+# trails HAProxy, they tell whether a plain tokio proxy trails as much (the runtime's share) and
+# whether a loop without a task runtime does (the kernel's and the machine's).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-3}
@@ -62,7 +63,7 @@ out=$(mktemp -d)
 base=$((20000 + RANDOM % 12000))
 app=$((base + 1)); ld_http=$((base + 2)); ld_tcp=$((base + 3)); hap_http=$((base + 4)); hap_tcp=$((base + 5))
 base_http=$((base + 6)); base_tcp=$((base + 7)); control_http=$((base + 8)); control_tcp=$((base + 9))
-bare_tokio=$((base + 10)); bare_epoll=$((base + 11))
+bare_tokio=$((base + 10)); bare_epoll=$((base + 11)); bare_hyper=$((base + 12))
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -77,6 +78,8 @@ trap cleanup EXIT
 start_app "$bin" "$app" "$out"; pids+=($!)
 # The process whose CPU time a target's requests cost, with its children's (nginx's workers).
 declare -A serving
+# The URL wrk measures each target at.
+declare -A url
 serving[direct]=$!
 # Flags every `lameduck run` of this benchmark shares.
 run_flags=(--admin off --log warn ${proxy_threads:+--proxy-threads "$proxy_threads"})
@@ -135,16 +138,19 @@ if [[ -n ${BASELINE_BIN:-} ]]; then
   serving[baseline-tcp]=$!
 fi
 if [[ $reference == 1 ]]; then
-  for kind in tokio epoll; do
-    port_var=bare_$kind
-    "$target_dir/release/bare-splice" --loop "$kind" --listen "127.0.0.1:${!port_var}" \
-      --upstream "127.0.0.1:$app" --threads "${proxy_threads:-$(nproc)}" >"$out/bare-$kind.err" 2>&1 &
+  # target, port, kind
+  for peer in "bare-tokio-tcp $bare_tokio tokio-splice" "bare-epoll-tcp $bare_epoll epoll-splice" \
+    "bare-hyper-http $bare_hyper hyper-http"; do
+    read -r name port kind <<<"$peer"
+    "$target_dir/release/bare-proxy" --kind "$kind" --listen "127.0.0.1:$port" \
+      --upstream "127.0.0.1:$app" --threads "${proxy_threads:-$(nproc)}" >"$out/$name.err" 2>&1 &
     pids+=($!)
-    serving[bare-$kind-tcp]=$!
+    serving[$name]=$!
+    url[$name]="http://127.0.0.1:$port/"
   done
 fi
 
-declare -A url=(
+url+=(
   [direct]="http://127.0.0.1:$app/"
   [lameduck-http]="http://127.0.0.1:$ld_http/"
   [haproxy-http]="http://127.0.0.1:$hap_http/"
@@ -160,9 +166,7 @@ if [[ -n ${BASELINE_BIN:-} ]]; then
   targets+=(baseline-http baseline-tcp)
 fi
 if [[ $reference == 1 ]]; then
-  url[bare-tokio-tcp]="http://127.0.0.1:$bare_tokio/"
-  url[bare-epoll-tcp]="http://127.0.0.1:$bare_epoll/"
-  targets+=(bare-tokio-tcp bare-epoll-tcp)
+  targets+=(bare-tokio-tcp bare-epoll-tcp bare-hyper-http)
 fi
 for t in "${targets[@]}"; do
   for _ in $(seq 1 100); do curl -sf "${url[$t]}" >/dev/null && continue 2; sleep 0.05; done
@@ -236,6 +240,8 @@ if [[ -n ${BASELINE_BIN:-} ]]; then
   for mode in http tcp; do compare "baseline-$mode" "haproxy-$mode" "$mode (baseline)"; done
 fi
 if [[ $reference == 1 ]]; then
+  compare bare-hyper-http haproxy-http "http (bare hyper proxy vs HAProxy)"
+  compare lameduck-http bare-hyper-http "http (lameduck vs bare hyper proxy)"
   compare bare-tokio-tcp haproxy-tcp "tcp (bare tokio splice vs HAProxy)"
   compare bare-epoll-tcp haproxy-tcp "tcp (bare epoll loop vs HAProxy)"
   compare lameduck-tcp bare-tokio-tcp "tcp (lameduck vs bare tokio splice)"

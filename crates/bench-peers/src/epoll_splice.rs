@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
-use crate::SpliceError;
+use crate::PeerError;
 
 /// The epoll data of the listening socket; connections use their descriptor.
 const LISTENER: u64 = u64::MAX;
@@ -22,11 +22,11 @@ pub(crate) fn run(
     listen: SocketAddr,
     upstream: SocketAddr,
     threads: usize,
-) -> Result<(), SpliceError> {
-    let listener = TcpListener::bind(listen).map_err(|e| SpliceError::Listen(listen, e))?;
+) -> Result<(), PeerError> {
+    let listener = TcpListener::bind(listen).map_err(|e| PeerError::Listen(listen, e))?;
     listener
         .set_nonblocking(true)
-        .map_err(|e| SpliceError::Listen(listen, e))?;
+        .map_err(|e| PeerError::Listen(listen, e))?;
     crate::announce(listener.local_addr());
     let listener = Arc::new(listener);
     let mut handles = Vec::with_capacity(threads);
@@ -35,7 +35,7 @@ pub(crate) fn run(
         let handle = std::thread::Builder::new()
             .name(format!("epoll-{number}"))
             .spawn(move || EventLoop::new(listener, upstream)?.run())
-            .map_err(SpliceError::Thread)?;
+            .map_err(PeerError::Thread)?;
         handles.push(handle);
     }
     for handle in handles {
@@ -67,13 +67,13 @@ struct EventLoop {
 }
 
 impl EventLoop {
-    fn new(listener: Arc<TcpListener>, upstream: SocketAddr) -> Result<Self, SpliceError> {
-        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(SpliceError::Epoll)?;
+    fn new(listener: Arc<TcpListener>, upstream: SocketAddr) -> Result<Self, PeerError> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(PeerError::Epoll)?;
         // Exclusive: a new connection wakes one thread, not all of them.
         let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE;
         epoll
             .add(&*listener, EpollEvent::new(flags, LISTENER))
-            .map_err(SpliceError::Epoll)?;
+            .map_err(PeerError::Epoll)?;
         Ok(Self {
             epoll,
             listener,
@@ -83,13 +83,13 @@ impl EventLoop {
         })
     }
 
-    fn run(mut self) -> Result<(), SpliceError> {
+    fn run(mut self) -> Result<(), PeerError> {
         let mut events = vec![EpollEvent::empty(); EVENTS_PER_WAIT];
         loop {
             let ready = match self.epoll.wait(&mut events, EpollTimeout::NONE) {
                 Ok(ready) => ready,
                 Err(nix::errno::Errno::EINTR) => continue,
-                Err(error) => return Err(SpliceError::Epoll(error)),
+                Err(error) => return Err(PeerError::Epoll(error)),
             };
             for event in &events[..ready] {
                 if event.data() == LISTENER {

@@ -1,14 +1,17 @@
-//! `bare-splice`: the smallest TCP splices, as reference points for `bench/run/bench.sh`.
+//! `bare-proxy`: the smallest proxies, as reference points for `bench/run/bench.sh`.
 //!
-//! lameduck's drain proxy runs on tokio. When its TCP mode trails HAProxy's, two questions
-//! decide what to do: does a bare tokio proxy trail by as much (then the gap is the runtime's,
-//! not lameduck's code), and does a bare event loop on the same kernel calls (then the gap is
-//! not the kernel's or the machine's)? These two splices answer them in the same run.
+//! lameduck's drain proxy runs on tokio. Where it trails HAProxy, three questions decide what
+//! to do: does a bare tokio splice trail by as much (then the gap is the runtime's, not
+//! lameduck's code); does a bare event loop making the same system calls (then it is not the
+//! kernel's or the machine's); and, in HTTP mode, does a first hyper proxy? These answer them in
+//! the same run.
 //!
-//! Both are for request/response benchmarks on loopback, not general proxies: they dial the
-//! upstream with a blocking connect and close both sides at the first end of stream.
+//! They are for request/response benchmarks on loopback, not proxies to deploy: the splices
+//! dial the upstream with a blocking connect and close both sides at the first end of stream,
+//! and the hyper proxy passes hop-by-hop fields through.
 
 mod epoll_splice;
+mod hyper_proxy;
 mod tokio_splice;
 
 use std::net::SocketAddr;
@@ -16,18 +19,18 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 
-/// A reference TCP splice for benchmarks (not a proxy to deploy).
+/// A reference proxy for benchmarks (not a proxy to deploy).
 #[derive(Debug, Parser)]
-#[command(name = "bare-splice")]
+#[command(name = "bare-proxy")]
 struct Args {
-    /// The event loop to run.
-    #[arg(long = "loop", value_enum)]
-    event_loop: EventLoop,
+    /// The proxy to run.
+    #[arg(long, value_enum)]
+    kind: Kind,
     /// Address to accept connections on (port 0: any free port; the bound address is printed
     /// as `listening on ADDR`).
     #[arg(long)]
     listen: SocketAddr,
-    /// Address each accepted connection is spliced to.
+    /// Address each accepted connection (or request) is forwarded to.
     #[arg(long)]
     upstream: SocketAddr,
     /// Threads, each with its own event loop (tokio: worker threads of one runtime).
@@ -36,25 +39,47 @@ struct Args {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum EventLoop {
-    /// `tokio::io::copy_bidirectional` per connection on a multi-threaded runtime, as a
+enum Kind {
+    /// TCP: `tokio::io::copy_bidirectional` per connection on a multi-threaded runtime, as a
     /// first tokio proxy would be written.
-    Tokio,
-    /// One level-triggered epoll loop per thread that reads and writes as events arrive, as
-    /// HAProxy's does, with none of a task runtime's scheduling.
-    Epoll,
+    TokioSplice,
+    /// TCP: one level-triggered epoll loop per thread that reads and writes as events arrive,
+    /// as HAProxy's does, with none of a task runtime's scheduling.
+    EpollSplice,
+    /// HTTP/1: hyper's server per connection, each request forwarded over hyper-util's pooled
+    /// client with `X-Forwarded-For` appended, on a multi-threaded tokio runtime.
+    HyperHttp,
 }
 
-/// Tells whoever started the splice where it listens (with port 0, only this says).
+/// Tells whoever started the proxy where it listens (with port 0, only this says).
 fn announce(listening: std::io::Result<SocketAddr>) {
     if let Ok(address) = listening {
         println!("listening on {address}");
     }
 }
 
-/// Why a splice could not start or stopped.
+/// The runtime of the tokio-based peers: multi-threaded, as `#[tokio::main]` gives a first
+/// tokio program.
+fn tokio_runtime(threads: usize) -> Result<tokio::runtime::Runtime, PeerError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .map_err(PeerError::Runtime)
+}
+
+/// Binds `address` for a tokio-based peer and announces it.
+async fn tokio_listener(address: SocketAddr) -> Result<tokio::net::TcpListener, PeerError> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| PeerError::Listen(address, e))?;
+    announce(listener.local_addr());
+    Ok(listener)
+}
+
+/// Why a proxy could not start or stopped.
 #[derive(Debug, thiserror::Error)]
-enum SpliceError {
+enum PeerError {
     #[error("cannot listen on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
     #[error("cannot start the tokio runtime: {0}")]
@@ -67,14 +92,16 @@ enum SpliceError {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let result = match args.event_loop {
-        EventLoop::Tokio => tokio_splice::run(args.listen, args.upstream, args.threads.into()),
-        EventLoop::Epoll => epoll_splice::run(args.listen, args.upstream, args.threads.into()),
+    let (listen, upstream, threads) = (args.listen, args.upstream, args.threads.into());
+    let result = match args.kind {
+        Kind::TokioSplice => tokio_splice::run(listen, upstream, threads),
+        Kind::EpollSplice => epoll_splice::run(listen, upstream, threads),
+        Kind::HyperHttp => hyper_proxy::run(listen, upstream, threads),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("bare-splice: {error}");
+            eprintln!("bare-proxy: {error}");
             ExitCode::FAILURE
         }
     }

@@ -2,26 +2,18 @@
 
 use std::net::SocketAddr;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-use crate::SpliceError;
+use crate::PeerError;
 
 /// Accepts on `listen` and splices each connection to `upstream` until the process is killed.
 pub(crate) fn run(
     listen: SocketAddr,
     upstream: SocketAddr,
     threads: usize,
-) -> Result<(), SpliceError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_io()
-        .build()
-        .map_err(SpliceError::Runtime)?;
-    runtime.block_on(async move {
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|e| SpliceError::Listen(listen, e))?;
-        crate::announce(listener.local_addr());
+) -> Result<(), PeerError> {
+    crate::tokio_runtime(threads)?.block_on(async move {
+        let listener = crate::tokio_listener(listen).await?;
         loop {
             // A failed accept (e.g. out of descriptors) drops that one client, as proxies do.
             let Ok((client, _)) = listener.accept().await else {

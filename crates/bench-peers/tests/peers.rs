@@ -1,12 +1,14 @@
-//! Both reference splices pass bytes both ways unchanged, over several connections at once, and
-//! hold data back (instead of losing it) when the receiving side reads slower than it arrives.
+//! The reference proxies forward what they are given: both splices pass bytes both ways
+//! unchanged, over several connections at once, and hold data back (instead of losing it) when
+//! the receiving side reads slower than it arrives; the hyper proxy forwards requests on kept
+//! connections with `X-Forwarded-For` appended.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::thread;
 use std::time::Duration;
 
-use lameduck_testkit::Child;
+use lameduck_testkit::{Child, Http1Conn};
 
 /// More than the splices' buffers and the sockets' kernel buffers together, so the echo's
 /// replies back up while the client is still sending.
@@ -32,11 +34,11 @@ fn echo_server(connections: usize) -> SocketAddr {
     address
 }
 
-fn start(event_loop: &str, upstream: SocketAddr) -> (Child, SocketAddr) {
+fn start(kind: &str, upstream: SocketAddr) -> (Child, SocketAddr) {
     let upstream = upstream.to_string();
     let args = [
-        "--loop",
-        event_loop,
+        "--kind",
+        kind,
         "--listen",
         "127.0.0.1:0",
         "--upstream",
@@ -45,7 +47,7 @@ fn start(event_loop: &str, upstream: SocketAddr) -> (Child, SocketAddr) {
         "2",
     ];
     let mut child =
-        Child::spawn(env!("CARGO_BIN_EXE_bare-splice"), &args, &[]).expect("spawn bare-splice");
+        Child::spawn(env!("CARGO_BIN_EXE_bare-proxy"), &args, &[]).expect("spawn bare-proxy");
     let address = child.wait_for_addr("listening on ");
     (child, address)
 }
@@ -76,9 +78,9 @@ fn payload(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8 ^ seed).collect()
 }
 
-fn passes_bytes_unchanged(event_loop: &str) {
+fn passes_bytes_unchanged(kind: &str) {
     let connections = 4;
-    let (_splice, address) = start(event_loop, echo_server(connections));
+    let (_splice, address) = start(kind, echo_server(connections));
     let clients: Vec<_> = (0..connections)
         .map(|n| {
             let seed = u8::try_from(n).expect("few connections");
@@ -99,33 +101,26 @@ fn passes_bytes_unchanged(event_loop: &str) {
 
 #[test]
 fn epoll_loop_passes_bytes_unchanged() {
-    passes_bytes_unchanged("epoll");
+    passes_bytes_unchanged("epoll-splice");
 }
 
 #[test]
 fn tokio_splice_passes_bytes_unchanged() {
-    passes_bytes_unchanged("tokio");
+    passes_bytes_unchanged("tokio-splice");
 }
 
 #[test]
 fn an_address_in_use_is_one_message_and_a_failure() {
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
     let address = taken.local_addr().expect("address").to_string();
-    for event_loop in ["epoll", "tokio"] {
-        let args = [
-            "--loop",
-            event_loop,
-            "--listen",
-            &address,
-            "--upstream",
-            &address,
-        ];
+    for kind in ["epoll-splice", "tokio-splice", "hyper-http"] {
+        let args = ["--kind", kind, "--listen", &address, "--upstream", &address];
         let mut child =
-            Child::spawn(env!("CARGO_BIN_EXE_bare-splice"), &args, &[]).expect("spawn bare-splice");
+            Child::spawn(env!("CARGO_BIN_EXE_bare-proxy"), &args, &[]).expect("spawn bare-proxy");
         let status = child
             .wait_exit(Duration::from_secs(20))
-            .expect("bare-splice exits");
-        assert_eq!(status.code(), Some(1), "{event_loop}: exit code");
+            .expect("bare-proxy exits");
+        assert_eq!(status.code(), Some(1), "{kind}: exit code");
         // The reader of the child's stderr may still be copying the last of it.
         let mut stderr = child.stderr();
         for _ in 0..100 {
@@ -137,7 +132,68 @@ fn an_address_in_use_is_one_message_and_a_failure() {
         }
         assert!(
             stderr.contains(&format!("cannot listen on {address}")),
-            "{event_loop}: {stderr}"
+            "{kind}: {stderr}"
         );
     }
+}
+
+/// An HTTP/1 app on loopback that answers every request on a kept connection with its path and
+/// the `X-Forwarded-For` it received.
+fn http_app() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind app");
+    let address = listener.local_addr().expect("app address");
+    thread::spawn(move || {
+        for stream in listener.incoming().take(8) {
+            let Ok(stream) = stream else { return };
+            thread::spawn(move || answer_requests(stream));
+        }
+    });
+    address
+}
+
+fn answer_requests(mut stream: TcpStream) {
+    let mut pending = Vec::new();
+    let mut buffer = [0_u8; 4096];
+    // Bounded: a test sends a handful of requests per connection.
+    for _ in 0..1000 {
+        let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
+            match stream.read(&mut buffer) {
+                Ok(0) | Err(_) => return,
+                Ok(read) => pending.extend_from_slice(&buffer[..read]),
+            }
+            continue;
+        };
+        let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+        pending.drain(..end + 4);
+        let path = head.split(' ').nth(1).unwrap_or("?").to_owned();
+        let forwarded = head
+            .lines()
+            .filter_map(|line| line.split_once(':'))
+            .filter(|(name, _)| name.eq_ignore_ascii_case("x-forwarded-for"))
+            .map(|(_, value)| value.trim().to_owned())
+            .collect::<Vec<_>>()
+            .join(",");
+        let body = format!("{path} {forwarded}");
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if stream.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn hyper_proxy_forwards_requests_on_a_kept_connection() {
+    let (_proxy, address) = start("hyper-http", http_app());
+    let mut connection = Http1Conn::connect(address)
+        .await
+        .expect("connect to the proxy");
+    for path in ["/first", "/second?x=1"] {
+        let reply = connection.get(path).await.expect("a reply");
+        assert_eq!(reply.status, 200, "{path}");
+        assert_eq!(reply.body, format!("{path} 127.0.0.1"), "{path}");
+    }
+    assert!(!connection.is_closed(), "the client connection is kept");
 }
