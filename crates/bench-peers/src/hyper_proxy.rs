@@ -31,7 +31,7 @@ pub(crate) fn run(
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client: Upstream = Client::builder(TokioExecutor::new())
-            // HAProxy and lameduck keep idle upstream connections too; this keeps the pool's.
+            // hyper-util's default idle timeout, spelled out: it only takes effect with a timer.
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_timer(TokioTimer::new())
             .build(connector);
