@@ -10,9 +10,14 @@ use std::time::Duration;
 
 use lameduck_testkit::{Child, Http1Conn};
 
-/// More than the splices' buffers and the sockets' kernel buffers together, so the echo's
-/// replies back up while the client is still sending.
+/// More than the kernel holds for a socket whose reader is not reading (the proxy's send buffer
+/// grows to at most 4 MiB here, the reader's receive buffer only grows as it reads), so the
+/// echo's replies back up in the splice while the client holds off reading.
 const LARGE: usize = 8 * 1024 * 1024;
+/// How long the client of the large payload holds off reading: time for the replies to fill the
+/// path back to it, so the splice finds its client-side socket full and must hold data back.
+/// Checked by hand with a build that logs when it does; reading at once, it did not.
+const HOLD_READS: Duration = Duration::from_millis(300);
 
 /// An echo server on loopback that serves `connections` connections, then stops.
 fn echo_server(connections: usize) -> SocketAddr {
@@ -52,8 +57,9 @@ fn start(kind: &str, upstream: SocketAddr) -> (Child, SocketAddr) {
     (child, address)
 }
 
-/// Sends `payload` through `address` and returns what came back, reading while it sends.
-fn round_trip(address: SocketAddr, payload: Vec<u8>) -> Vec<u8> {
+/// Sends `payload` through `address` and returns what came back, reading while it sends (after
+/// `hold_reads`).
+fn round_trip(address: SocketAddr, payload: Vec<u8>, hold_reads: Duration) -> Vec<u8> {
     let mut stream = TcpStream::connect(address).expect("connect to the splice");
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
@@ -61,6 +67,7 @@ fn round_trip(address: SocketAddr, payload: Vec<u8>) -> Vec<u8> {
     let mut writer = stream.try_clone().expect("clone stream");
     let expected = payload.len();
     let sender = thread::spawn(move || writer.write_all(&payload));
+    thread::sleep(hold_reads);
     let mut received = Vec::with_capacity(expected);
     let mut buffer = [0_u8; 64 * 1024];
     while received.len() < expected {
@@ -84,11 +91,16 @@ fn passes_bytes_unchanged(kind: &str) {
     let clients: Vec<_> = (0..connections)
         .map(|n| {
             let seed = u8::try_from(n).expect("few connections");
-            // The first carries a large payload, the others small ones at the same time.
-            let len = if n == 0 { LARGE } else { 1000 };
+            // The first carries a large payload and reads late, the others small ones at the
+            // same time.
+            let (len, hold) = if n == 0 {
+                (LARGE, HOLD_READS)
+            } else {
+                (1000, Duration::ZERO)
+            };
             thread::spawn(move || {
                 let sent = payload(len, seed);
-                (round_trip(address, sent.clone()), sent)
+                (round_trip(address, sent.clone(), hold), sent)
             })
         })
         .collect();
