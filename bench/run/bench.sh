@@ -33,6 +33,13 @@
 # mode a first hyper proxy (hyper's server and hyper-util's pooled client). Where lameduck
 # trails HAProxy, they tell whether a plain tokio proxy trails as much (the runtime's share) and
 # whether a loop without a task runtime does (the kernel's and the machine's).
+#
+# RATE=N measures at a fixed offered load of N requests per second instead of wrk's closed loop
+# at saturation: oha (installed into the target directory with `cargo install` on first use)
+# sends on a schedule over the same CONNECTIONS and counts latency from each request's scheduled
+# start (--latency-correction), so a stalled proxy is charged for the requests it held back.
+# A closed loop's p99 is mostly queueing at the machine's limit; this is the latency a proxy
+# adds when it has CPU to spare, which is where a sidecar usually runs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-3}
@@ -51,8 +58,17 @@ proxy_threads=${PROXY_THREADS:-}
   { echo "PROXY_THREADS=$proxy_threads: expected a number of threads from 1 to 256" >&2; exit 2; }
 reference=${REFERENCE:-0}
 [[ $reference == 0 || $reference == 1 ]] || { echo "REFERENCE=$reference: expected 0 or 1" >&2; exit 2; }
+rate=${RATE:-}
+[[ -z $rate || $rate =~ ^[1-9][0-9]{0,6}$ ]] ||
+  { echo "RATE=$rate: expected requests per second from 1 to 9999999" >&2; exit 2; }
 
 target_dir=${CARGO_TARGET_DIR:-target}
+if [[ -n $rate ]]; then
+  command -v jq >/dev/null || { echo "jq is missing: apt-get install -y jq" >&2; exit 2; }
+  # A pinned release, built with its own lock file, so every run measures with the same client.
+  oha=$target_dir/bench-tools/bin/oha
+  [[ -x $oha ]] || cargo install -q --locked --version 1.16.0 --root "$target_dir/bench-tools" oha
+fi
 cargo build --release -q -p lameduck-cli --no-default-features --features run,demo-app
 bin=$target_dir/release/lameduck
 if [[ $reference == 1 ]]; then
@@ -179,20 +195,39 @@ cpu_ticks() {
   cat $(printf '/proc/%s/stat ' "$1" $(pgrep -P "$1")) 2>/dev/null | awk '{ t += $14 + $15 } END { print t + 0 }'
 }
 ticks_per_second=$(getconf CLK_TCK)
+# measure URL: one round against URL, printed as "REQUESTS REQ/S P99_MS ERRORS" (ERRORS is the
+# tool's own words, empty when there were none).
+measure() {
+  if [[ -n $rate ]]; then
+    # -w: requests still in flight at the deadline finish instead of counting as errors.
+    "$oha" --no-tui --output-format json -z "${seconds}s" -c "$connections" -q "$rate" \
+      --latency-correction -w "$1" | jq -r '
+        ([.statusCodeDistribution[]] | add // 0) as $ok | ([.errorDistribution[]] | add // 0) as $failed
+        | [$ok + $failed, (.summary.requestsPerSec * 100 | round) / 100, (.latencyPercentiles.p99 * 1e6 | round) / 1000]
+        + (if $failed > 0 then [($failed | tostring) + " errors: " + (.errorDistribution | keys | join(", "))] else [] end)
+        + ([.statusCodeDistribution | to_entries[] | select(.key | startswith("2") | not)
+            | "\(.value) responses with status \(.key)"])
+        | map(tostring) | join(" ")'
+  else
+    local report
+    report=$(wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency "$1")
+    awk '/requests in/ { n = $1 } /^Requests\/sec/ { rps = $2 }
+      $1 == "99%" { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
+        if (u == "us") v /= 1000; else if (u == "s") v *= 1000; p99 = v }
+      /Non-2xx|Socket errors/ { errors = errors " " $0 }
+      END { printf "%s %s %.3f%s\n", n, rps, p99, errors }' <<<"$report"
+  fi
+}
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for round in $(seq 1 "$rounds"); do
   n=${#targets[@]}
   for i in $(seq 0 $((n - 1))); do
     t=${targets[$(((i + round - 1) % n))]}
     ticks_before=$(cpu_ticks "${serving[$t]}")
-    wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency "${url[$t]}" >"$out/$t.$round"
+    measure "${url[$t]}" >"$out/$t.$round"
     ticks=$(($(cpu_ticks "${serving[$t]}") - ticks_before))
-    requests=$(awk '/requests in/ {print $1}' "$out/$t.$round")
-    cpu_us=$(awk -v t="$ticks" -v hz="$ticks_per_second" -v n="$requests" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }')
-    rps=$(awk '/^Requests\/sec/ {print $2}' "$out/$t.$round")
-    p99=$(awk '$1 == "99%" { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
-      if (u == "us") v /= 1000; else if (u == "s") v *= 1000; printf "%.3f", v }' "$out/$t.$round")
-    errors=$(awk '/Non-2xx|Socket errors/ {print}' "$out/$t.$round" | tr '\n' ' ')
+    read -r requests rps p99 errors <"$out/$t.$round"
+    cpu_us=$(awk -v t="$ticks" -v hz="$ticks_per_second" -v n="$requests" 'BEGIN { if (n > 0) printf "%.2f", t * 1e6 / hz / n; else print "nan" }')
     echo "round $round $t rps=$rps p99_ms=$p99 cpu_us_per_request=$cpu_us $errors" >&2
     echo "$rps" >>"$out/$t.rps"
     echo "$p99" >>"$out/$t.p99"
@@ -211,7 +246,12 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 paired() { paste "$1" "$2" | awk '{ print $1 / $2 }' | sort -g |
   awk '{ a[NR] = $1 } END { printf "%.2f", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
-echo "app: $app_kind; proxy threads: ${proxy_threads:-default}; wrk -t$threads -c$connections -d${seconds}s, $rounds rounds, medians; $(nproc) CPUs: $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | xargs)"
+if [[ -n $rate ]]; then
+  load="oha $($oha --version | awk '{print $2}') -c$connections -q$rate --latency-correction -z${seconds}s (fixed rate)"
+else
+  load="wrk -t$threads -c$connections -d${seconds}s"
+fi
+echo "app: $app_kind; proxy threads: ${proxy_threads:-default}; $load, $rounds rounds, medians; $(nproc) CPUs: $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | xargs)"
 echo "load average before: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| target | req/s | p99 (ms) | req/s vs direct | CPU µs per request |"
@@ -220,12 +260,19 @@ for t in "${targets[@]}"; do
   echo "| $t | ${rps[$t]} | ${p99[$t]} | $(ratio "${rps[$t]}" "${rps[direct]}") | ${cpu[$t]} |"
 done
 echo
-echo "| A / B: lameduck / HAProxy unless named | A / B req/s | A p99 / B p99 | paired req/s | paired p99 | paired CPU per request | rounds A at or above B on both |"
+if [[ -n $rate ]]; then
+  # At a fixed rate both sides serve the offered load; which one's req/s is higher is chance.
+  wins="rounds A's p99 at or below B's"
+else
+  wins="rounds A at or above B on both"
+fi
+echo "| A / B: lameduck / HAProxy unless named | A / B req/s | A p99 / B p99 | paired req/s | paired p99 | paired CPU per request | $wins |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
-# both A B: in how many rounds A had at least B's req/s and at most B's p99.
+# both A B: in how many rounds A had at least B's req/s (unless the rate is fixed) and at most
+# B's p99.
 both() {
   paste "$out/$1.rps" "$out/$1.p99" "$out/$2.rps" "$out/$2.p99" |
-    awk '$1 >= $3 && $2 <= $4 { k++ } END { printf "%d/%d", k, NR }'
+    awk -v fixed="${rate:+1}" '(fixed || $1 >= $3) && $2 <= $4 { k++ } END { printf "%d/%d", k, NR }'
 }
 # compare A B LABEL: one row of target A's ratios to target B.
 compare() {
