@@ -296,4 +296,4 @@ fi
 echo
 echo "The first two ratio columns divide medians; the paired ones are medians of per-round ratios."
 echo "The control rows compare two identical HAProxy processes: their distance from 1 is noise, and"
-echo "their count of rounds at or above on both is what chance gives two equal proxies."
+echo "their count of rounds in the last column is what chance gives two equal proxies."
