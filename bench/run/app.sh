@@ -15,9 +15,9 @@ check_app() {
   case $app_kind in
     demo) ;;
     nginx)
-      [[ -x $nginx ]] || { echo "nginx is missing: apt-get install -y nginx" >&2; exit 2; }
       [[ $nginx_workers =~ ^[1-9][0-9]?$ ]] ||
         { echo "NGINX_WORKERS=$nginx_workers: expected a number of workers from 1 to 99" >&2; exit 2; }
+      [[ -x $nginx ]] || { echo "nginx is missing: apt-get install -y nginx" >&2; exit 2; }
       ;;
     *) echo "APP=$app_kind: expected demo or nginx" >&2; exit 2 ;;
   esac
