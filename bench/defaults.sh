@@ -13,7 +13,7 @@ seeds=${1:-2}
 bin=${LAMEDUCK_BIN:-}
 if [ -z "$bin" ]; then
   cargo build --release -q -p lameduck-cli
-  bin=$PWD/target/release/lameduck
+  bin=$(realpath "${CARGO_TARGET_DIR:-target}")/release/lameduck
 fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT

@@ -12,7 +12,7 @@ connections=${3:-64}
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 2; }
 
 cargo build --release -q -p lameduck --example hello
-bin=target/release/examples/hello
+bin=${CARGO_TARGET_DIR:-target}/release/examples/hello
 out=$(mktemp -d)
 pids=()
 # The servers are ours, by PID; SIGKILL because a drain would only slow the benchmark's exit.
