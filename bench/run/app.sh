@@ -6,10 +6,13 @@
 #
 #   check_app                 exits with a message if APP names no known app or nginx is missing
 #   start_app BIN PORT DIR    starts the app in the background; its PID is in $!
+#
+# A caller may set the array app_launcher (e.g. `taskset -c 1`) to start the app through it.
 
 app_kind=${APP:-demo}
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
 nginx_workers=${NGINX_WORKERS:-2}
+app_launcher=()
 
 check_app() {
   case $app_kind in
@@ -43,8 +46,8 @@ http {
 CFG
     # In the foreground (of this background job), so $! is the master's PID and killing it
     # stops nginx.
-    "$nginx" -c "$dir/nginx/nginx.conf" -p "$dir/nginx" -g 'daemon off;' 2>"$dir/app.err" &
+    "${app_launcher[@]}" "$nginx" -c "$dir/nginx/nginx.conf" -p "$dir/nginx" -g 'daemon off;' 2>"$dir/app.err" &
   else
-    "$bin" demo-app --listen "127.0.0.1:$port" 2>"$dir/app.err" &
+    "${app_launcher[@]}" "$bin" demo-app --listen "127.0.0.1:$port" 2>"$dir/app.err" &
   fi
 }

@@ -34,6 +34,10 @@
 # trails HAProxy, they tell whether a plain tokio proxy trails as much (the runtime's share) and
 # whether a loop without a task runtime does (the kernel's and the machine's).
 #
+# ISOLATE=1 gives the proxies a CPU of their own: each proxy runs with one thread on CPU 0, the
+# app and the load generator on CPU 1 (taskset), so a proxy's p99 is its own event loop's and
+# not how the scheduler shares 2 cores between it, the app and the load generator.
+#
 # RATE=N measures at a fixed offered load of N requests per second instead of wrk's closed loop
 # at saturation: oha (installed into the target directory with `cargo install` on first use)
 # sends on a schedule over the same CONNECTIONS and counts latency from each request's scheduled
@@ -58,6 +62,21 @@ proxy_threads=${PROXY_THREADS:-}
   { echo "PROXY_THREADS=$proxy_threads: expected a number of threads from 1 to 256" >&2; exit 2; }
 reference=${REFERENCE:-0}
 [[ $reference == 0 || $reference == 1 ]] || { echo "REFERENCE=$reference: expected 0 or 1" >&2; exit 2; }
+isolate=${ISOLATE:-0}
+[[ $isolate == 0 || $isolate == 1 ]] || { echo "ISOLATE=$isolate: expected 0 or 1" >&2; exit 2; }
+# Launchers that pin a process to its CPU (ISOLATE=1) or do nothing.
+proxy_launcher=()
+load_launcher=()
+if [[ $isolate == 1 ]]; then
+  [[ -z $proxy_threads || $proxy_threads == 1 ]] ||
+    { echo "ISOLATE=1 gives each proxy one CPU: PROXY_THREADS=$proxy_threads must be 1 or unset" >&2; exit 2; }
+  command -v taskset >/dev/null || { echo "taskset is missing: apt-get install -y util-linux" >&2; exit 2; }
+  [[ $(nproc) -ge 2 ]] || { echo "ISOLATE=1 needs 2 CPUs; this machine has $(nproc)" >&2; exit 2; }
+  proxy_threads=1
+  proxy_launcher=(taskset -c 0)
+  load_launcher=(taskset -c 1)
+  app_launcher=(taskset -c 1)
+fi
 rate=${RATE:-}
 [[ -z $rate || $rate =~ ^[1-9][0-9]{0,6}$ ]] ||
   { echo "RATE=$rate: expected requests per second from 1 to 9999999" >&2; exit 2; }
@@ -99,10 +118,10 @@ declare -A url
 serving[direct]=$!
 # Flags every `lameduck run` of this benchmark shares.
 run_flags=(--admin off --log warn ${proxy_threads:+--proxy-threads "$proxy_threads"})
-"$bin" run "${run_flags[@]}" --proxy "127.0.0.1:$ld_http=127.0.0.1:$app" --protocol http \
+"${proxy_launcher[@]}" "$bin" run "${run_flags[@]}" --proxy "127.0.0.1:$ld_http=127.0.0.1:$app" --protocol http \
   -- sleep 1000000 2>"$out/ld-http.err" & pids+=($!)
 serving[lameduck-http]=$!
-"$bin" run "${run_flags[@]}" --proxy "127.0.0.1:$ld_tcp=127.0.0.1:$app" --protocol tcp \
+"${proxy_launcher[@]}" "$bin" run "${run_flags[@]}" --proxy "127.0.0.1:$ld_tcp=127.0.0.1:$app" --protocol tcp \
   -- sleep 1000000 2>"$out/ld-tcp.err" & pids+=($!)
 serving[lameduck-tcp]=$!
 # haproxy_config HTTP_PORT TCP_PORT: HAProxy as the same sidecar as lameduck, in both modes.
@@ -135,21 +154,21 @@ backend tcp_app
 CFG
 }
 haproxy_config "$hap_http" "$hap_tcp" >"$out/haproxy.cfg"
-haproxy -db -f "$out/haproxy.cfg" 2>"$out/haproxy.err" & pids+=($!)
+"${proxy_launcher[@]}" haproxy -db -f "$out/haproxy.cfg" 2>"$out/haproxy.err" & pids+=($!)
 # One HAProxy serves both modes; during a wrk run the other mode's frontend is idle.
 serving[haproxy-http]=$!
 serving[haproxy-tcp]=$!
 # The control: a second, identical HAProxy. How far its ratios to the first stray from 1 is
 # what this machine's noise alone does to two equal proxies in this run.
 haproxy_config "$control_http" "$control_tcp" >"$out/control.cfg"
-haproxy -db -f "$out/control.cfg" 2>"$out/control.err" & pids+=($!)
+"${proxy_launcher[@]}" haproxy -db -f "$out/control.cfg" 2>"$out/control.err" & pids+=($!)
 serving[control-http]=$!
 serving[control-tcp]=$!
 if [[ -n ${BASELINE_BIN:-} ]]; then
-  "$BASELINE_BIN" run "${run_flags[@]}" --proxy "127.0.0.1:$base_http=127.0.0.1:$app" --protocol http \
+  "${proxy_launcher[@]}" "$BASELINE_BIN" run "${run_flags[@]}" --proxy "127.0.0.1:$base_http=127.0.0.1:$app" --protocol http \
     -- sleep 1000000 2>"$out/base-http.err" & pids+=($!)
   serving[baseline-http]=$!
-  "$BASELINE_BIN" run "${run_flags[@]}" --proxy "127.0.0.1:$base_tcp=127.0.0.1:$app" --protocol tcp \
+  "${proxy_launcher[@]}" "$BASELINE_BIN" run "${run_flags[@]}" --proxy "127.0.0.1:$base_tcp=127.0.0.1:$app" --protocol tcp \
     -- sleep 1000000 2>"$out/base-tcp.err" & pids+=($!)
   serving[baseline-tcp]=$!
 fi
@@ -158,7 +177,7 @@ if [[ $reference == 1 ]]; then
   for peer in "bare-tokio-tcp $bare_tokio tokio-splice" "bare-epoll-tcp $bare_epoll epoll-splice" \
     "bare-hyper-http $bare_hyper hyper-http"; do
     read -r name port kind <<<"$peer"
-    "$target_dir/release/bare-proxy" --kind "$kind" --listen "127.0.0.1:$port" \
+    "${proxy_launcher[@]}" "$target_dir/release/bare-proxy" --kind "$kind" --listen "127.0.0.1:$port" \
       --upstream "127.0.0.1:$app" --threads "${proxy_threads:-$(nproc)}" >"$out/$name.err" 2>&1 &
     pids+=($!)
     serving[$name]=$!
@@ -200,7 +219,7 @@ ticks_per_second=$(getconf CLK_TCK)
 measure() {
   if [[ -n $rate ]]; then
     # -w: requests still in flight at the deadline finish instead of counting as errors.
-    "$oha" --no-tui --output-format json -z "${seconds}s" -c "$connections" -q "$rate" \
+    "${load_launcher[@]}" "$oha" --no-tui --output-format json -z "${seconds}s" -c "$connections" -q "$rate" \
       --latency-correction -w "$1" | jq -r '
         ([.statusCodeDistribution[]] | add // 0) as $ok | ([.errorDistribution[]] | add // 0) as $failed
         | [$ok + $failed, (.summary.requestsPerSec * 100 | round) / 100, (.latencyPercentiles.p99 * 1e6 | round) / 1000]
@@ -210,7 +229,7 @@ measure() {
         | map(tostring) | join(" ")'
   else
     local report
-    report=$(wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency "$1")
+    report=$("${load_launcher[@]}" wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency "$1")
     awk '/requests in/ { n = $1 } /^Requests\/sec/ { rps = $2 }
       $1 == "99%" { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
         if (u == "us") v /= 1000; else if (u == "s") v *= 1000; p99 = v }
@@ -251,6 +270,7 @@ if [[ -n $rate ]]; then
 else
   load="wrk -t$threads -c$connections -d${seconds}s"
 fi
+[[ $isolate == 1 ]] && load="$load; proxies on CPU 0, app and load generator on CPU 1"
 echo "app: $app_kind; proxy threads: ${proxy_threads:-default}; $load, $rounds rounds, medians; $(nproc) CPUs: $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | xargs)"
 echo "load average before: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
