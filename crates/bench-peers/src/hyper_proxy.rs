@@ -26,31 +26,25 @@ pub(crate) fn run(
     upstream: SocketAddr,
     threads: usize,
 ) -> Result<(), PeerError> {
-    crate::tokio_runtime(threads)?.block_on(async move {
-        let listener = crate::tokio_listener(listen).await?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client: Upstream = Client::builder(TokioExecutor::new())
-            // hyper-util's default idle timeout, spelled out: it only takes effect with a timer.
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_timer(TokioTimer::new())
-            .build(connector);
-        loop {
-            let Ok((stream, peer)) = listener.accept().await else {
-                continue;
-            };
-            if stream.set_nodelay(true).is_err() {
-                continue;
-            }
-            let client = client.clone();
-            tokio::spawn(async move {
-                let service =
-                    service_fn(move |request| forward(client.clone(), upstream, peer, request));
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: Upstream = Client::builder(TokioExecutor::new())
+        // hyper-util's default idle timeout, spelled out: it only takes effect with a timer.
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_timer(TokioTimer::new())
+        .build(connector);
+    crate::serve_on_tokio(listen, threads, move |stream, peer| {
+        if stream.set_nodelay(true).is_err() {
+            return;
         }
+        let client = client.clone();
+        tokio::spawn(async move {
+            let service =
+                service_fn(move |request| forward(client.clone(), upstream, peer, request));
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
     })
 }
 

@@ -58,23 +58,31 @@ fn announce(listening: std::io::Result<SocketAddr>) {
     }
 }
 
-/// The runtime of the tokio-based peers: multi-threaded, as `#[tokio::main]` gives a first
-/// tokio program.
-fn tokio_runtime(threads: usize) -> Result<tokio::runtime::Runtime, PeerError> {
-    tokio::runtime::Builder::new_multi_thread()
+/// Runs a tokio-based peer until the process is killed: binds and announces `listen` on a
+/// multi-threaded runtime of `threads` workers (as `#[tokio::main]` gives a first tokio
+/// program), then hands each accepted connection to `serve`, which spawns its task. A failed
+/// accept (out of descriptors, say) drops that one client, as proxies do.
+fn serve_on_tokio(
+    listen: SocketAddr,
+    threads: usize,
+    mut serve: impl FnMut(tokio::net::TcpStream, SocketAddr),
+) -> Result<(), PeerError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()
         .build()
-        .map_err(PeerError::Runtime)
-}
-
-/// Binds `address` for a tokio-based peer and announces it.
-async fn tokio_listener(address: SocketAddr) -> Result<tokio::net::TcpListener, PeerError> {
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .map_err(|e| PeerError::Listen(address, e))?;
-    announce(listener.local_addr());
-    Ok(listener)
+        .map_err(PeerError::Runtime)?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| PeerError::Listen(listen, e))?;
+        announce(listener.local_addr());
+        loop {
+            if let Ok((stream, peer)) = listener.accept().await {
+                serve(stream, peer);
+            }
+        }
+    })
 }
 
 /// Why a proxy could not start or stopped.

@@ -12,15 +12,8 @@ pub(crate) fn run(
     upstream: SocketAddr,
     threads: usize,
 ) -> Result<(), PeerError> {
-    crate::tokio_runtime(threads)?.block_on(async move {
-        let listener = crate::tokio_listener(listen).await?;
-        loop {
-            // A failed accept (e.g. out of descriptors) drops that one client, as proxies do.
-            let Ok((client, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(splice(client, upstream));
-        }
+    crate::serve_on_tokio(listen, threads, |client, _| {
+        tokio::spawn(splice(client, upstream));
     })
 }
 
