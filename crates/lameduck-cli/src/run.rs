@@ -25,6 +25,9 @@ Examples:
   # A TCP service (e.g. a database protocol) whose app reads the PROXY protocol for client IPs.
   lameduck run --proxy 5432=127.0.0.1:5433 --protocol tcp --client-address proxy-v2 -- /app/db
 
+  # Behind an AWS NLB with proxy protocol on: the app's X-Forwarded-For names the real client.
+  lameduck run --proxy 8080=8081 --accept-proxy-protocol -- /app/server --port 8081
+
   # Readiness of lameduck's /readyz also asks the app; nginx stops gracefully on SIGQUIT.
   lameduck run --ready-url http://127.0.0.1:8081/healthz --stop-signal SIGQUIT -- nginx -g 'daemon off;'
 
@@ -73,6 +76,16 @@ pub struct RunArgs {
         requires = "proxy"
     )]
     pub client_address: Option<ClientAddress>,
+    /// Every client connection starts with a PROXY protocol header (v1 or v2) from a load
+    /// balancer, such as an AWS NLB with proxy protocol on: the client it names is the one the
+    /// app is told of; connections without a valid header are closed.
+    #[arg(
+        long,
+        env = "LAMEDUCK_ACCEPT_PROXY_PROTOCOL",
+        requires = "proxy",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub accept_proxy_protocol: bool,
     /// Threads the proxy forwards on, each with its own event loop [default: one per CPU the
     /// process may use].
     #[arg(
@@ -271,6 +284,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
             protocol,
             upstream_protocol: args.upstream_protocol.unwrap_or_default(),
             client_address,
+            accept_proxy_protocol: args.accept_proxy_protocol,
             threads: args.proxy_threads.map_or(0, usize::from),
         }),
     };

@@ -424,6 +424,12 @@ fn bad_input_is_one_clear_message_and_a_nonzero_exit() {
             "LAMEDUCK_MIN_WAIT must be <= LAMEDUCK_MAX_WAIT",
         ),
         (vec!["--protocol", "tcp"], 2, "--proxy"),
+        (vec!["--accept-proxy-protocol"], 2, "--proxy"),
+        (
+            vec!["--proxy", "18080=18081", "--accept-proxy-protocol=maybe"],
+            2,
+            "unexpected value 'maybe' for '--accept-proxy-protocol'",
+        ),
         (
             vec![
                 "--proxy",

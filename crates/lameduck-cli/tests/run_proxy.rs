@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use run_support::{
     Conn, LAMEDUCK, NAIVE_APP_LOGGING_STOP, TempDir, Wrapper, event, events, free_addr, get,
-    proxy_arg, start_proxied_demo_app, wait_for,
+    proxy_arg, serve_forwarded_for_echo, start_proxied_demo_app, wait_for,
 };
 
 #[test]
@@ -191,50 +191,6 @@ fn a_websocket_cut_at_the_forced_close_ends_with_going_away() {
     );
 }
 
-/// An HTTP/1.1 app on `app` that answers every request with `n<count> for=<X-Forwarded-For>`,
-/// counting requests in `served`. Its keep-alive timeout is short: it closes a connection idle
-/// for 200ms, so pooled connections go stale while a proxy still holds them.
-fn serve_forwarded_for_echo(app: TcpListener, counter: Arc<AtomicUsize>) {
-    use std::io::{Read, Write};
-
-    std::thread::spawn(move || {
-        for stream in app.incoming().take(200) {
-            let Ok(mut stream) = stream else { continue };
-            let counter = Arc::clone(&counter);
-            std::thread::spawn(move || {
-                let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-                let mut pending = Vec::new();
-                let mut buf = [0_u8; 1024];
-                for _ in 0..1000 {
-                    let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        match stream.read(&mut buf) {
-                            Ok(0) | Err(_) => return, // closed, or idle for 200ms
-                            Ok(n) => pending.extend_from_slice(&buf[..n]),
-                        }
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&pending[..end]).to_ascii_lowercase();
-                    let forwarded_for = head
-                        .lines()
-                        .find_map(|line| line.strip_prefix("x-forwarded-for:"))
-                        .map(|value| value.trim().to_owned())
-                        .unwrap_or_default();
-                    pending.drain(..end + 4);
-                    let n = counter.fetch_add(1, Ordering::SeqCst);
-                    let body = format!("n{n} for={forwarded_for}");
-                    let response = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    if stream.write_all(response.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-}
-
 /// Also: the app learns the client's address from `X-Forwarded-For`.
 #[test]
 fn upstream_connections_the_app_closes_are_replaced_without_failing_a_request() {
@@ -347,90 +303,6 @@ fn tcp_mode_passes_an_arbitrary_byte_stream() {
     wrapper.signal(Signal::SIGTERM);
     let status = wrapper.wait_exit(Duration::from_secs(8));
     assert_eq!(status.code(), Some(143), "sleep died of the stop signal");
-}
-
-/// `--client-address none`: the proxy adds no `X-Forwarded-For`.
-#[test]
-fn http_mode_can_leave_the_client_address_out() {
-    let dir = TempDir::new("xff-none");
-    let (listen, app) = (free_addr(), TcpListener::bind("127.0.0.1:0").unwrap());
-    let upstream = app.local_addr().unwrap();
-    serve_forwarded_for_echo(app, Arc::new(AtomicUsize::new(0)));
-    let mut wrapper = Wrapper::start_proxy(&dir, listen, upstream, &["--client-address", "none"]);
-    let response = Conn::open(listen).unwrap().get("/").unwrap();
-    assert_eq!(response.status, 200, "{}", response.body);
-    assert!(
-        response.body.ends_with(" for="),
-        "no X-Forwarded-For reached the app: {}",
-        response.body
-    );
-    wrapper.stop_at_once();
-}
-
-/// `--client-address proxy-v1` in TCP mode: the app connection starts with a PROXY protocol
-/// line naming the client and the proxy's listening end; the client's bytes follow unchanged.
-#[test]
-fn tcp_mode_names_the_client_in_a_proxy_protocol_header() {
-    use std::io::{BufRead, BufReader, Read, Write};
-
-    let dir = TempDir::new("proxy-protocol");
-    let app = TcpListener::bind("127.0.0.1:0").unwrap();
-    let upstream = app.local_addr().unwrap();
-    let (header_tx, header_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        // Readiness checks (TCP connects straight to the app) come and go without a byte.
-        for stream in app.incoming().take(100).flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut header = String::new();
-            if reader.read_line(&mut header).is_err() || header.is_empty() {
-                continue;
-            }
-            let _ = header_tx.send(header);
-            let mut writer = stream;
-            let _ = std::io::copy(&mut reader, &mut writer);
-            return;
-        }
-    });
-    let listen = free_addr();
-    let proxy = proxy_arg(listen, upstream);
-    let mut wrapper = Wrapper::start(
-        &dir,
-        &[
-            "--proxy",
-            &proxy,
-            "--protocol",
-            "tcp",
-            "--client-address",
-            "proxy-v1",
-            "--",
-            "sleep",
-            "30",
-        ],
-    );
-    wrapper.wait_ready();
-    let mut client = std::net::TcpStream::connect(listen).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    client.write_all(b"PING 1\r\n").unwrap();
-    let mut echoed = [0_u8; 8];
-    client
-        .read_exact(&mut echoed)
-        .expect("echo through the proxy");
-    assert_eq!(&echoed, b"PING 1\r\n");
-    let header = header_rx
-        .recv_timeout(Duration::from_secs(5))
-        .expect("the app read a first line");
-    let client_port = client.local_addr().unwrap().port();
-    assert_eq!(
-        header,
-        format!(
-            "PROXY TCP4 127.0.0.1 {} {client_port} {}\r\n",
-            listen.ip(),
-            listen.port()
-        )
-    );
-    wrapper.stop_at_once();
 }
 
 #[test]

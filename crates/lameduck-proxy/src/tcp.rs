@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use lameduck::{Listener, PhaseBroadcast, is_per_connection};
+use lameduck::{Listener, PhaseBroadcast, is_per_connection, proxy_protocol};
 use lameduck_core::{InFlightGuard, Phase, Shutdown};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -20,6 +20,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Accepts on `listener` until Closing and splices every connection to `upstream`, which
 /// first gets a PROXY protocol header naming the client if `client_address` asks for one.
+/// With `accept_proxy_protocol`, each client connection must itself start with such a header
+/// (from a load balancer): it is consumed, and the client it names is the one passed on.
 ///
 /// Each connection counts as one arrival and stays "in flight" for the shutdown core while it
 /// is open (bytes carry no request boundaries), and is tracked by `shutdown.connections()`;
@@ -38,6 +40,7 @@ pub async fn serve_tcp<L: Listener>(
     mut listener: L,
     upstream: SocketAddr,
     client_address: ClientAddress,
+    accept_proxy_protocol: bool,
 ) {
     let phases = PhaseBroadcast::start(&shutdown);
     let closing = shutdown.lifecycle().clone();
@@ -58,6 +61,7 @@ pub async fn serve_tcp<L: Listener>(
                     stream,
                     upstream,
                     client_address,
+                    accept_proxy_protocol,
                     in_flight,
                 );
                 shutdown.connections().spawn(async move {
@@ -77,18 +81,31 @@ pub async fn serve_tcp<L: Listener>(
 async fn splice(
     shutdown: Shutdown,
     phases: PhaseBroadcast,
-    client: TcpStream,
+    mut client: TcpStream,
     upstream: SocketAddr,
     client_address: ClientAddress,
+    accept_proxy_protocol: bool,
     _in_flight: InFlightGuard,
 ) {
     let mut bell = phases.subscribe();
     let _ = client.set_nodelay(true);
+    let proxied = if accept_proxy_protocol {
+        match proxy_protocol::read_header(&shutdown, &mut client).await {
+            Ok(proxied) => proxied,
+            // Logged by read_header.
+            Err(_) => return,
+        }
+    } else {
+        None
+    };
     let header = match client_address {
         ClientAddress::ProxyV1 | ClientAddress::ProxyV2 => {
-            let addresses = client
-                .peer_addr()
-                .and_then(|p| Ok((p, client.local_addr()?)));
+            let addresses = match proxied {
+                Some(proxied) => Ok((proxied.client, proxied.destination)),
+                None => client
+                    .peer_addr()
+                    .and_then(|p| Ok((p, client.local_addr()?))),
+            };
             match addresses.map(|(peer, local)| client_address.proxy_header(peer, local)) {
                 Ok(Some(header)) => Some(header),
                 // The app expects a header: without one it would misread the first bytes.

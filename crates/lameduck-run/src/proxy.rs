@@ -105,6 +105,11 @@ async fn serve(lameduck: Lameduck, (listener, seat): (StdListener, Seat), proxy:
             let serve = lameduck
                 .serve(listener, forward)
                 .per_connection(Forward::for_connection);
+            let serve = if proxy.accept_proxy_protocol {
+                serve.accept_proxy_protocol()
+            } else {
+                serve
+            };
             if let Err(error) = serve.await {
                 tracing::error!(error = %error_text(&error), "drain proxy failed");
             }
@@ -115,6 +120,7 @@ async fn serve(lameduck: Lameduck, (listener, seat): (StdListener, Seat), proxy:
                 listener,
                 proxy.spec.upstream,
                 proxy.client_address,
+                proxy.accept_proxy_protocol,
             )
             .await;
         }

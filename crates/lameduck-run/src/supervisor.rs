@@ -53,6 +53,9 @@ pub struct ProxyConfig {
     pub upstream_protocol: UpstreamProtocol,
     /// How the app learns the client's address.
     pub client_address: ClientAddress,
+    /// Every client connection starts with a PROXY protocol header from a load balancer,
+    /// naming the client.
+    pub accept_proxy_protocol: bool,
     /// How many threads accept and forward, each with its own event loop; 0 means one per
     /// CPU the process may use.
     pub threads: usize,
@@ -128,7 +131,7 @@ pub async fn run(builder: Builder, config: RunConfig) -> Result<u8, RunError> {
     match (listener, config.proxy) {
         (Some(listener), Some(proxy)) => {
             let threads = listener.len();
-            tracing::info!(listen = %proxy.spec.listen, upstream = %proxy.spec.upstream, protocol = %proxy.protocol, threads, "drain proxy");
+            tracing::info!(listen = %proxy.spec.listen, upstream = %proxy.spec.upstream, protocol = %proxy.protocol, accept_proxy_protocol = proxy.accept_proxy_protocol, threads, "drain proxy");
             proxy::start(&lameduck, listener, proxy)?;
             if proxy.protocol == Protocol::Tcp {
                 lameduck.mark_ready();

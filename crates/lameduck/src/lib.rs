@@ -25,6 +25,7 @@ mod admin;
 mod error;
 mod handle;
 mod metrics;
+pub mod proxy_protocol;
 mod serve;
 mod signals;
 mod watchdog;

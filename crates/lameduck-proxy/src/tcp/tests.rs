@@ -82,6 +82,7 @@ async fn at_closing_quiet_connections_close_and_busy_ones_stay_until_quiet_or_fo
         listener,
         app,
         ClientAddress::None,
+        false,
     ));
     shutdown.lifecycle().mark_ready();
     let mut idle = TcpStream::connect(addr).await.unwrap();

@@ -28,7 +28,7 @@ const UPGRADED_GOODBYE: Duration = Duration::from_millis(100);
 /// socket wrapper, so an upgraded connection stays counted after hyper hands it over.
 pub(crate) async fn drive<S, B, G>(
     shared: Arc<Shared>,
-    stream: TcpStream,
+    mut stream: TcpStream,
     tracked: (TaskTrackerToken, G),
     service: S,
     per_connection: Option<MakeConnectionService<S>>,
@@ -40,7 +40,16 @@ pub(crate) async fn drive<S, B, G>(
     let lameduck = &shared.lameduck;
     let settings = lameduck.shutdown().config().settings();
     let _ = stream.set_nodelay(true);
-    let peer = stream.peer_addr().ok();
+    let peer = if shared.proxy_protocol {
+        match crate::proxy_protocol::read_header(lameduck.shutdown(), &mut stream).await {
+            Ok(Some(proxied)) => Some(proxied.client),
+            Ok(None) => stream.peer_addr().ok(),
+            // Logged by read_header.
+            Err(_) => return,
+        }
+    } else {
+        stream.peer_addr().ok()
+    };
     // A second handle on the socket, so the forced close can shut it even after an upgrade
     // has moved the stream into a WebSocket handler's hands.
     let (stream, killer) = match split_killer(stream) {

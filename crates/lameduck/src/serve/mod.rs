@@ -131,6 +131,7 @@ pub struct Serve<S, B, L = tokio::net::TcpListener> {
     service: S,
     auto_ready: bool,
     per_connection: Option<MakeConnectionService<S>>,
+    proxy_protocol: bool,
 }
 
 impl<S, B, L> std::fmt::Debug for Serve<S, B, L> {
@@ -138,6 +139,7 @@ impl<S, B, L> std::fmt::Debug for Serve<S, B, L> {
         f.debug_struct("Serve")
             .field("auto_ready", &self.auto_ready)
             .field("per_connection", &self.per_connection.is_some())
+            .field("proxy_protocol", &self.proxy_protocol)
             .finish_non_exhaustive()
     }
 }
@@ -151,6 +153,7 @@ impl<S, B, L> Serve<S, B, L> {
             service,
             auto_ready: true,
             per_connection: None,
+            proxy_protocol: false,
         }
     }
 
@@ -164,6 +167,17 @@ impl<S, B, L> Serve<S, B, L> {
         F: Fn(&S, &ConnectionInfo) -> S + Send + Sync + 'static,
     {
         self.per_connection = Some(Arc::new(make));
+        self
+    }
+
+    /// Expects every connection to start with a PROXY protocol header (v1 or v2), as a load
+    /// balancer with the proxy protocol on sends one (an AWS NLB, HAProxy's `send-proxy`): the
+    /// client it names becomes the connection's [`PeerAddr`] and [`ConnectionInfo::peer`].
+    /// A connection without a valid header is closed unanswered (see
+    /// [`proxy_protocol::read_header`](crate::proxy_protocol::read_header)), so turn it on only
+    /// where every connection comes through such a balancer.
+    pub fn accept_proxy_protocol(mut self) -> Self {
+        self.proxy_protocol = true;
         self
     }
 
@@ -181,6 +195,8 @@ pub(crate) struct Shared {
     pub(crate) builder: auto::Builder<TokioExecutor>,
     pub(crate) closing: ClosingSignal,
     pub(crate) broadcast: Arc<broadcast::Broadcast>,
+    /// Every connection starts with a PROXY protocol header.
+    pub(crate) proxy_protocol: bool,
 }
 
 impl<S, B, L> IntoFuture for Serve<S, B, L>
@@ -209,6 +225,7 @@ impl<S, B, L: Listener> Serve<S, B, L> {
             service,
             auto_ready,
             per_connection,
+            proxy_protocol,
             ..
         } = self;
         let shared = Arc::new(Shared {
@@ -220,6 +237,7 @@ impl<S, B, L: Listener> Serve<S, B, L> {
             },
             lameduck: lameduck.clone(),
             broadcast: Arc::default(),
+            proxy_protocol,
         });
         tokio::spawn(Arc::clone(&shared.broadcast).run(
             lameduck.lifecycle().clone(),

@@ -93,3 +93,48 @@ async fn a_per_connection_service_knows_its_peer_and_requests_carry_no_extension
     }
     server.abort();
 }
+
+/// With `accept_proxy_protocol`, the client a PROXY header names is the connection's peer, and
+/// a connection that starts without one is closed unanswered.
+#[tokio::test]
+async fn the_proxy_protocol_header_names_the_peer_and_is_required() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let lameduck = Lameduck::builder()
+        .admin_addr(None)
+        .hard_exit(false)
+        .build()
+        .unwrap();
+    let serve = lameduck
+        .serve(listener, PeerEcho::default())
+        .per_connection(|_, connection: &ConnectionInfo| PeerEcho {
+            peer: connection.peer,
+        })
+        .accept_proxy_protocol();
+    let server = tokio::spawn(serve.into_future());
+
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(b"PROXY TCP4 203.0.113.9 10.0.0.1 51000 80\r\n")
+        .await
+        .unwrap();
+    let response = get_ending_with(&mut client, "peer=203.0.113.9:51000 extensions=0").await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+
+    // The request itself where the header should be: no response, the connection is closed.
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut answer))
+        .await
+        .expect("closed in time");
+    assert!(
+        read.is_err() || answer.is_empty(),
+        "closed without an answer: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    server.abort();
+}

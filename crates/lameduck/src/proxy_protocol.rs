@@ -1,0 +1,177 @@
+//! Reading the PROXY protocol header a load balancer puts before a connection's own bytes.
+//!
+//! Behind an AWS NLB with proxy protocol on (or HAProxy's `send-proxy`), a connection's peer is
+//! the balancer; the client's address comes first on the connection, in a v1 (text) or v2
+//! (binary) header. A server told to expect the header must take no connection without one:
+//! anyone reaching it directly could otherwise claim any address.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use lameduck_core::{Phase, Shutdown};
+use ppp::{HeaderResult, PartialResult};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+/// How long a connection may take to send its header. A balancer sends it with the
+/// connection's first bytes, so only a client that is not a balancer comes near this.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest header taken. A v1 header is at most 107 bytes; v2 headers carry optional
+/// fields (an NLB's VPC endpoint id, TLS details) that stay far below this.
+const MAX_HEADER: usize = 4096;
+
+/// Pause before looking again at a header that has arrived only in part (peeking at the same
+/// bytes again would return at once).
+const PARTIAL_RETRY: Duration = Duration::from_millis(2);
+
+/// The addresses a header names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxiedAddresses {
+    /// The client, as the balancer saw it.
+    pub client: SocketAddr,
+    /// Where the client connected to (the balancer's address).
+    pub destination: SocketAddr,
+}
+
+/// Why a connection's PROXY protocol header could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxyHeaderError {
+    /// The connection ended before a complete header.
+    #[error("the connection closed before a complete PROXY protocol header")]
+    Closed,
+    /// The first bytes are not a PROXY protocol header.
+    #[error("not a PROXY protocol header ({0})")]
+    Invalid(String),
+    /// The header does not fit in [`MAX_HEADER`] bytes.
+    #[error("a PROXY protocol header longer than {MAX_HEADER} bytes")]
+    TooLong,
+    /// No complete header within [`HEADER_TIMEOUT`].
+    #[error("no complete PROXY protocol header within {HEADER_TIMEOUT:?}")]
+    TimedOut,
+    /// The server was closing and the connection had sent no header within the first-byte grace.
+    #[error("closing, and no PROXY protocol header within the first-byte grace")]
+    Closing,
+    /// Reading the socket failed.
+    #[error("reading the PROXY protocol header: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads the header at the start of `stream` and consumes exactly its bytes, so whatever the
+/// client sent after it is read next as the start of its own protocol.
+///
+/// `Ok(None)` is a valid header that names no client: a v2 `LOCAL` (the balancer's own health
+/// check), a v1 `UNKNOWN`, or addresses that are not IP ones. The socket's addresses stand then.
+///
+/// Gives up after [`HEADER_TIMEOUT`], at the forced close, or, once Closing started, after
+/// `first_byte_grace` (as a server closes a connection that sent nothing). The first failure in
+/// the process is logged as a warning, since every connection failing is what a balancer that
+/// does not send the header looks like; later ones at debug level.
+pub async fn read_header(
+    shutdown: &Shutdown,
+    stream: &mut TcpStream,
+) -> Result<Option<ProxiedAddresses>, ProxyHeaderError> {
+    let closing = async {
+        shutdown.lifecycle().reached(Phase::Closing).await;
+        tokio::time::sleep(shutdown.config().settings().first_byte_grace).await;
+    };
+    let result = tokio::select! {
+        read = tokio::time::timeout(HEADER_TIMEOUT, consume_header(stream)) => {
+            read.unwrap_or(Err(ProxyHeaderError::TimedOut))
+        }
+        () = closing => Err(ProxyHeaderError::Closing),
+        () = shutdown.force_close().cancelled() => Err(ProxyHeaderError::Closing),
+    };
+    if let Err(error) = &result {
+        log_rejected(error, stream.peer_addr().ok());
+    }
+    result
+}
+
+fn log_rejected(error: &ProxyHeaderError, peer: Option<SocketAddr>) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    let peer = peer.map(|p| p.to_string()).unwrap_or_default();
+    if WARNED.swap(true, Ordering::Relaxed) {
+        tracing::debug!(%error, %peer, "closing a connection without a PROXY protocol header");
+    } else {
+        tracing::warn!(
+            %error,
+            %peer,
+            "closing a connection without a PROXY protocol header (does the load balancer send \
+             one? further ones are logged at debug level)"
+        );
+    }
+}
+
+async fn consume_header(
+    stream: &mut TcpStream,
+) -> Result<Option<ProxiedAddresses>, ProxyHeaderError> {
+    let mut buf = vec![0_u8; MAX_HEADER];
+    let mut seen = 0;
+    // Ends by a header, an error, or the caller's timeout.
+    loop {
+        let peeked = stream.peek(&mut buf).await?;
+        if peeked == 0 {
+            return Err(ProxyHeaderError::Closed);
+        }
+        let parsed = HeaderResult::parse(&buf[..peeked]);
+        if parsed.is_incomplete() {
+            if peeked == buf.len() {
+                return Err(ProxyHeaderError::TooLong);
+            }
+            if peeked == seen {
+                tokio::time::sleep(PARTIAL_RETRY).await;
+            }
+            seen = peeked;
+            continue;
+        }
+        let (length, addresses) = match parsed {
+            HeaderResult::V1(Ok(header)) => (header.header.len(), v1_addresses(header.addresses)),
+            HeaderResult::V2(Ok(header)) => (header.len(), v2_addresses(&header)),
+            HeaderResult::V1(Err(error)) => {
+                return Err(ProxyHeaderError::Invalid(error.to_string()));
+            }
+            HeaderResult::V2(Err(error)) => {
+                return Err(ProxyHeaderError::Invalid(error.to_string()));
+            }
+        };
+        stream.read_exact(&mut buf[..length]).await?;
+        return Ok(addresses);
+    }
+}
+
+fn v1_addresses(addresses: ppp::v1::Addresses) -> Option<ProxiedAddresses> {
+    match addresses {
+        ppp::v1::Addresses::Tcp4(a) => Some(ProxiedAddresses {
+            client: (a.source_address, a.source_port).into(),
+            destination: (a.destination_address, a.destination_port).into(),
+        }),
+        ppp::v1::Addresses::Tcp6(a) => Some(ProxiedAddresses {
+            client: (a.source_address, a.source_port).into(),
+            destination: (a.destination_address, a.destination_port).into(),
+        }),
+        ppp::v1::Addresses::Unknown => None,
+    }
+}
+
+fn v2_addresses(header: &ppp::v2::Header<'_>) -> Option<ProxiedAddresses> {
+    if header.command == ppp::v2::Command::Local {
+        return None;
+    }
+    match header.addresses {
+        ppp::v2::Addresses::IPv4(a) => Some(ProxiedAddresses {
+            client: (a.source_address, a.source_port).into(),
+            destination: (a.destination_address, a.destination_port).into(),
+        }),
+        ppp::v2::Addresses::IPv6(a) => Some(ProxiedAddresses {
+            client: (a.source_address, a.source_port).into(),
+            destination: (a.destination_address, a.destination_port).into(),
+        }),
+        ppp::v2::Addresses::Unspecified | ppp::v2::Addresses::Unix(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;
