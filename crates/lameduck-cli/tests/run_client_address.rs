@@ -175,6 +175,11 @@ fn http_mode_takes_the_client_from_a_balancers_proxy_protocol_header() {
         before,
         "and does not reach the app"
     );
+    let metrics = run_support::get(wrapper.admin, "/metrics").unwrap().body;
+    assert!(
+        metrics.contains("\nlameduck_proxy_protocol_refused_total 1\n"),
+        "the refusal is counted: {metrics}"
+    );
     wrapper.stop_at_once();
     let log = wrapper.log_text();
     assert!(

@@ -427,3 +427,59 @@ fn no_request_that_arrived_before_closing_fails() {
         "every slow request answered; the app signalled once"
     );
 }
+
+/// What the proxy fails itself never reaches the app, so the app cannot count it: the 502s it
+/// answers (HTTP) and the connections it closes for want of the app (TCP) are counted on
+/// `/metrics` as `lameduck_proxy_failures_total`.
+#[test]
+fn the_proxys_own_failures_are_counted_on_metrics() {
+    use std::io::{Read, Write};
+
+    // Readiness asks a socket that is there; the app itself (UPSTREAM) is not.
+    let ready = TcpListener::bind("127.0.0.1:0").unwrap();
+    let ready_url = format!("tcp://{}", ready.local_addr().unwrap());
+    let failures = |wrapper: &Wrapper| {
+        let metrics = get(wrapper.admin, "/metrics").unwrap().body;
+        ["bad_gateway", "upstream_unreachable"].map(|kind| {
+            let series = format!("lameduck_proxy_failures_total{{kind=\"{kind}\"}} ");
+            metrics
+                .lines()
+                .find_map(|line| line.strip_prefix(series.as_str()))
+                .unwrap_or_else(|| panic!("no {series}in {metrics}"))
+                .parse::<u64>()
+                .unwrap()
+        })
+    };
+
+    let dir = TempDir::new("failures-http");
+    let (listen, upstream) = (free_addr(), free_addr());
+    let mut wrapper = Wrapper::start_proxy(&dir, listen, upstream, &["--ready-url", &ready_url]);
+    assert_eq!(failures(&wrapper), [0, 0], "zero from the start");
+    for _ in 0..2 {
+        let response = get(listen, "/").unwrap();
+        assert_eq!(response.status, 502, "{}", response.body);
+    }
+    assert_eq!(failures(&wrapper), [2, 0]);
+    wrapper.stop_at_once();
+
+    let dir = TempDir::new("failures-tcp");
+    let listen = free_addr();
+    let flags = ["--protocol", "tcp", "--ready-url", &ready_url];
+    let mut wrapper = Wrapper::start_proxy(&dir, listen, upstream, &flags);
+    let mut client = std::net::TcpStream::connect(listen).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = client.write_all(b"hello");
+    let mut rest = Vec::new();
+    let _ = client.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "closed without a byte");
+    assert!(
+        wait_for(Duration::from_secs(5), || (failures(&wrapper) == [0, 1])
+            .then_some(()))
+        .is_some(),
+        "{:?}",
+        failures(&wrapper)
+    );
+    wrapper.stop_at_once();
+}

@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::ClientAddress;
+use crate::metrics::{Failure, ProxyMetrics};
 use crate::upstream::{self, PooledBody, RawBody, UpstreamError};
 use crate::{headers, tunnel};
 
@@ -156,6 +157,7 @@ struct Inner {
     http1: Client<Connector, Incoming>,
     h2c: Client<Connector, Incoming>,
     force_close: CancellationToken,
+    metrics: ProxyMetrics,
 }
 
 impl std::fmt::Debug for Forward {
@@ -170,12 +172,13 @@ impl std::fmt::Debug for Forward {
 impl Forward {
     /// Forwards to `upstream`, telling it the client's address as `client_address` says (only
     /// [`ClientAddress::XForwardedFor`] does anything in HTTP mode); upgraded tunnels are cut
-    /// when `force_close` fires.
+    /// when `force_close` fires; the 502s it answers itself are counted in `metrics`.
     pub fn new(
         upstream: SocketAddr,
         protocol: UpstreamProtocol,
         client_address: ClientAddress,
         force_close: CancellationToken,
+        metrics: ProxyMetrics,
     ) -> Self {
         let connector = Connector { addr: upstream };
         let http1 = Client::builder(TokioExecutor::new())
@@ -204,6 +207,7 @@ impl Forward {
                 http1,
                 h2c,
                 force_close,
+                metrics,
             }),
             client: None,
         }
@@ -341,17 +345,7 @@ impl Inner {
         let client = if h2 { &self.h2c } else { &self.http1 };
         let mut response = match client.request(req).await {
             Ok(response) => response,
-            Err(error) => {
-                tracing::debug!(upstream = %self.upstream, error = %error_chain(&error), "upstream request failed");
-                return reply(
-                    StatusCode::BAD_GATEWAY,
-                    format!(
-                        "lameduck: upstream {} failed: {}",
-                        self.upstream,
-                        error_chain(&error)
-                    ),
-                );
-            }
+            Err(error) => return self.bad_gateway(&error),
         };
         let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switched {
@@ -360,12 +354,7 @@ impl Inner {
                     let upstream = hyper::upgrade::on(&mut response);
                     tunnel::spawn(downstream, upstream, websocket, self.force_close.clone());
                 }
-                None => {
-                    return reply(
-                        StatusCode::BAD_GATEWAY,
-                        "lameduck: upstream switched protocols without being asked".to_owned(),
-                    );
-                }
+                None => return self.unasked_switch(),
             }
         }
         headers::strip(response.headers_mut(), switched);
@@ -404,10 +393,7 @@ impl Inner {
         match response {
             Ok(response) => {
                 if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-                    return reply(
-                        StatusCode::BAD_GATEWAY,
-                        "lameduck: upstream switched protocols without being asked".to_owned(),
-                    );
+                    return self.unasked_switch();
                 }
                 response.map(ForwardBody)
             }
@@ -415,8 +401,10 @@ impl Inner {
         }
     }
 
-    fn bad_gateway(&self, error: &UpstreamError) -> Response<ForwardBody> {
+    /// A 502 for an exchange with the app that failed; counted in the proxy's metrics.
+    fn bad_gateway(&self, error: &(dyn std::error::Error + 'static)) -> Response<ForwardBody> {
         tracing::debug!(upstream = %self.upstream, error = %error_chain(error), "upstream request failed");
+        self.metrics.failed(Failure::BadGateway);
         reply(
             StatusCode::BAD_GATEWAY,
             format!(
@@ -424,6 +412,14 @@ impl Inner {
                 self.upstream,
                 error_chain(error)
             ),
+        )
+    }
+
+    fn unasked_switch(&self) -> Response<ForwardBody> {
+        self.metrics.failed(Failure::BadGateway);
+        reply(
+            StatusCode::BAD_GATEWAY,
+            "lameduck: upstream switched protocols without being asked".to_owned(),
         )
     }
 }
@@ -490,6 +486,7 @@ mod tests {
             UpstreamProtocol::Same,
             ClientAddress::XForwardedFor,
             CancellationToken::new(),
+            ProxyMetrics::default(),
         );
         let inner = Arc::clone(&forward.inner);
         let size = future_size(|req: Request<Incoming>| Arc::clone(&inner).forward(None, req));

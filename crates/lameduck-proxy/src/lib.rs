@@ -17,10 +17,13 @@
 //!   shutdown core and closes idle ones at Closing.
 //! - [`ClientAddress`]: how the app learns the client's address (`X-Forwarded-For` in HTTP
 //!   mode, a PROXY protocol header in TCP mode, or not at all).
+//! - [`ProxyMetrics`]: the requests and connections the proxy failed itself, which the app
+//!   cannot count, on `/metrics`.
 
 mod client_address;
 mod forward;
 mod headers;
+mod metrics;
 mod spec;
 mod tcp;
 mod tunnel;
@@ -28,5 +31,6 @@ mod upstream;
 
 pub use client_address::ClientAddress;
 pub use forward::{BodyError, Forward, ForwardBody, UpstreamProtocol};
+pub use metrics::{Failure, ProxyMetrics};
 pub use spec::{Protocol, ProxySpec, SpecError};
-pub use tcp::serve_tcp;
+pub use tcp::{TcpForward, serve_tcp};

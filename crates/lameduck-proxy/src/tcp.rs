@@ -14,14 +14,27 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::ClientAddress;
+use crate::metrics::{Failure, ProxyMetrics};
 
 /// How long connecting to the app may take before the client's connection is closed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Accepts on `listener` until Closing and splices every connection to `upstream`, which
-/// first gets a PROXY protocol header naming the client if `client_address` asks for one.
-/// With `accept_proxy_protocol`, each client connection must itself start with such a header
-/// (from a load balancer): it is consumed, and the client it names is the one passed on.
+/// Where TCP mode sends each connection, and what it tells the app of the client.
+#[derive(Debug, Clone)]
+pub struct TcpForward {
+    /// The app.
+    pub upstream: SocketAddr,
+    /// `ProxyV1`/`ProxyV2`: each app connection first gets a PROXY protocol header naming the
+    /// client.
+    pub client_address: ClientAddress,
+    /// Each client connection must itself start with such a header (from a load balancer):
+    /// it is consumed, and the client it names is the one passed on.
+    pub accept_proxy_protocol: bool,
+    /// Where connections closed because the app could not be reached are counted.
+    pub metrics: ProxyMetrics,
+}
+
+/// Accepts on `listener` until Closing and splices every connection as `forward` says.
 ///
 /// Each connection counts as one arrival and stays "in flight" for the shutdown core while it
 /// is open (bytes carry no request boundaries), and is tracked by `shutdown.connections()`;
@@ -35,13 +48,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// - At the forced close every spliced connection is dropped.
 ///
 /// Returns when Closing starts; the connections live on in their tracked tasks.
-pub async fn serve_tcp<L: Listener>(
-    shutdown: Shutdown,
-    mut listener: L,
-    upstream: SocketAddr,
-    client_address: ClientAddress,
-    accept_proxy_protocol: bool,
-) {
+pub async fn serve_tcp<L: Listener>(shutdown: Shutdown, mut listener: L, forward: TcpForward) {
     let phases = PhaseBroadcast::start(&shutdown);
     let closing = shutdown.lifecycle().clone();
     let closing = closing.reached(Phase::Closing);
@@ -59,9 +66,7 @@ pub async fn serve_tcp<L: Listener>(
                     shutdown.clone(),
                     phases.clone(),
                     stream,
-                    upstream,
-                    client_address,
-                    accept_proxy_protocol,
+                    forward.clone(),
                     in_flight,
                 );
                 shutdown.connections().spawn(async move {
@@ -82,11 +87,15 @@ async fn splice(
     shutdown: Shutdown,
     phases: PhaseBroadcast,
     mut client: TcpStream,
-    upstream: SocketAddr,
-    client_address: ClientAddress,
-    accept_proxy_protocol: bool,
+    forward: TcpForward,
     _in_flight: InFlightGuard,
 ) {
+    let TcpForward {
+        upstream,
+        client_address,
+        accept_proxy_protocol,
+        metrics,
+    } = forward;
     let mut bell = phases.subscribe();
     let _ = client.set_nodelay(true);
     let proxied = if accept_proxy_protocol {
@@ -121,6 +130,7 @@ async fn splice(
         Ok(app) => app,
         Err(error) => {
             tracing::debug!(%upstream, %error, "cannot connect to the upstream; closing the client");
+            metrics.failed(Failure::UpstreamUnreachable);
             return;
         }
     };
@@ -128,6 +138,7 @@ async fn splice(
         // Before any byte of the client's: the app reads it as the start of the connection.
         if let Err(error) = app.write_all(&header).await {
             tracing::debug!(%upstream, %error, "cannot send the PROXY header; closing the client");
+            metrics.failed(Failure::UpstreamUnreachable);
             return;
         }
     }

@@ -15,7 +15,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
 
 use lameduck::Lameduck;
-use lameduck_proxy::{Forward, Protocol, serve_tcp};
+use lameduck_proxy::{Forward, Protocol, ProxyMetrics, TcpForward, serve_tcp};
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::RunError;
@@ -63,8 +63,12 @@ pub(crate) fn start(
     let Some(first) = shards.next() else {
         return Ok(());
     };
+    // One set of counters for all shards, on the supervisor's /metrics.
+    let metrics = ProxyMetrics::default();
+    metrics.register(lameduck);
     for (number, shard) in (1..).zip(shards) {
         let lameduck = lameduck.clone();
+        let metrics = metrics.clone();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -73,19 +77,24 @@ pub(crate) fn start(
             .name(format!("lameduck-proxy-{number}"))
             .spawn(move || {
                 runtime.block_on(async move {
-                    serve(lameduck.clone(), shard, proxy).await;
+                    serve(lameduck.clone(), shard, proxy, metrics).await;
                     // Spliced and upgraded connections live in this runtime's tasks.
                     lameduck.stopped().await;
                 });
             })
             .map_err(RunError::ProxyThread)?;
     }
-    tokio::spawn(serve(lameduck.clone(), first, proxy));
+    tokio::spawn(serve(lameduck.clone(), first, proxy, metrics));
     Ok(())
 }
 
 /// One shard: an accept loop until Closing (HTTP: and until stopped).
-async fn serve(lameduck: Lameduck, (listener, seat): (StdListener, Seat), proxy: ProxyConfig) {
+async fn serve(
+    lameduck: Lameduck,
+    (listener, seat): (StdListener, Seat),
+    proxy: ProxyConfig,
+    metrics: ProxyMetrics,
+) {
     let listener = match TcpListener::from_std(listener) {
         Ok(listener) => seat.listen(listener),
         Err(error) => {
@@ -101,6 +110,7 @@ async fn serve(lameduck: Lameduck, (listener, seat): (StdListener, Seat), proxy:
                 proxy.upstream_protocol,
                 proxy.client_address,
                 lameduck.shutdown().force_close().clone(),
+                metrics,
             );
             let serve = lameduck
                 .serve(listener, forward)
@@ -115,14 +125,13 @@ async fn serve(lameduck: Lameduck, (listener, seat): (StdListener, Seat), proxy:
             }
         }
         Protocol::Tcp => {
-            serve_tcp(
-                lameduck.shutdown().clone(),
-                listener,
-                proxy.spec.upstream,
-                proxy.client_address,
-                proxy.accept_proxy_protocol,
-            )
-            .await;
+            let forward = TcpForward {
+                upstream: proxy.spec.upstream,
+                client_address: proxy.client_address,
+                accept_proxy_protocol: proxy.accept_proxy_protocol,
+                metrics,
+            };
+            serve_tcp(lameduck.shutdown().clone(), listener, forward).await;
         }
     }
 }

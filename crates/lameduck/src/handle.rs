@@ -35,11 +35,15 @@ struct Inner {
     driver: Once,
     report: watch::Sender<Option<ShutdownReport>>,
     readiness: Mutex<Option<ReadinessCheck>>,
+    metrics: Mutex<Vec<MetricsHook>>,
 }
 
 /// An extra readiness condition (the wrapped app's own health endpoint, say).
 pub(crate) type ReadinessCheck =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+/// Adds metrics of the process's own to the registry `/metrics` renders.
+pub(crate) type MetricsHook = Arc<dyn Fn(&mut prometheus_client::registry::Registry) + Send + Sync>;
 
 /// Configures a [`Lameduck`]. Settings start from the defaults (or the environment with
 /// [`Builder::from_env`]); every setter overrides one.
@@ -171,6 +175,7 @@ impl Lameduck {
                 driver: Once::new(),
                 report: watch::Sender::new(None),
                 readiness: Mutex::new(None),
+                metrics: Mutex::default(),
             }),
         }
     }
@@ -207,6 +212,29 @@ impl Lameduck {
     pub(crate) fn readiness_check(&self) -> Option<ReadinessCheck> {
         self.inner
             .readiness
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Adds metrics to `/metrics`: `register` is called on every scrape with the registry
+    /// being rendered and should register clones of the process's metrics in it
+    /// (prometheus-client metrics share their values between clones). Names are taken as
+    /// given, without the `lameduck_` prefix of the built-in ones.
+    pub fn register_metrics<F>(&self, register: F)
+    where
+        F: Fn(&mut prometheus_client::registry::Registry) + Send + Sync + 'static,
+    {
+        self.inner
+            .metrics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::new(register));
+    }
+
+    pub(crate) fn metrics_hooks(&self) -> Vec<MetricsHook> {
+        self.inner
+            .metrics
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()

@@ -39,6 +39,8 @@ pub use lameduck_core::{
     BudgetPlan, Config, ConfigError, DrainEnd, DrainEndReason, Lifecycle, Phase, Settings,
     Shutdown, ShutdownReport, Snapshot, TrackedTasks, Trigger,
 };
+/// The metrics library of `/metrics`, for [`Lameduck::register_metrics`].
+pub use prometheus_client;
 pub use serve::{
     ClosingSignal, ConnectionInfo, Listener, PeerAddr, PhaseBell, PhaseBroadcast, Protocol, Serve,
     is_per_connection,

@@ -33,7 +33,8 @@ type FloatGauge = Gauge<f64, AtomicU64>;
 /// Renders the current state. Built per scrape from live counters: scrapes are rare, and this
 /// keeps the serving path free of metric bookkeeping beyond a few atomics.
 pub(crate) fn render(lameduck: &Lameduck) -> String {
-    let mut registry = Registry::with_prefix("lameduck");
+    let mut root = Registry::default();
+    let registry = root.sub_registry_with_prefix("lameduck");
     let snapshot = lameduck.lifecycle().snapshot();
     let now = Instant::now();
 
@@ -140,8 +141,54 @@ pub(crate) fn render(lameduck: &Lameduck) -> String {
         );
     }
 
+    let refused = Counter::<u64>::default();
+    refused.inc_by(crate::proxy_protocol::refused());
+    registry.register(
+        "proxy_protocol_refused",
+        "Connections closed for want of a valid PROXY protocol header",
+        refused,
+    );
+
+    for hook in lameduck.metrics_hooks() {
+        hook(&mut root);
+    }
     let mut out = String::new();
     // Writing into a String cannot fail.
-    let _ = encode(&mut out, &registry);
+    let _ = encode(&mut out, &root);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Metrics a process registers are rendered next to the built-in ones, under their own
+    /// names, with the values they have at each scrape.
+    #[test]
+    fn registered_metrics_are_rendered_beside_the_built_in_ones() {
+        let lameduck = Lameduck::builder()
+            .admin_addr(None)
+            .hard_exit(false)
+            .build()
+            .unwrap();
+        let jobs = Counter::<u64>::default();
+        let registered = jobs.clone();
+        lameduck.register_metrics(move |registry| {
+            registry.register("app_jobs", "Jobs done", registered.clone());
+        });
+        jobs.inc_by(3);
+        let text = render(&lameduck);
+        assert!(text.contains("\napp_jobs_total 3\n"), "{text}");
+        assert!(
+            text.contains("\nlameduck_phase{phase=\"starting\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nlameduck_proxy_protocol_refused_total "),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        jobs.inc();
+        assert!(render(&lameduck).contains("\napp_jobs_total 4\n"));
+    }
 }

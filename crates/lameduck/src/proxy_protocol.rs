@@ -6,7 +6,7 @@
 //! anyone reaching it directly could otherwise claim any address.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use lameduck_core::{Phase, Shutdown};
@@ -68,7 +68,8 @@ pub enum ProxyHeaderError {
 /// Gives up after [`HEADER_TIMEOUT`], at the forced close, or, once Closing started, after
 /// `first_byte_grace` (as a server closes a connection that sent nothing). The first failure in
 /// the process is logged as a warning, since every connection failing is what a balancer that
-/// does not send the header looks like; later ones at debug level.
+/// does not send the header looks like; later ones at debug level. Every failure is counted in
+/// `lameduck_proxy_protocol_refused_total` on `/metrics`.
 pub async fn read_header(
     shutdown: &Shutdown,
     stream: &mut TcpStream,
@@ -85,13 +86,21 @@ pub async fn read_header(
         () = shutdown.force_close().cancelled() => Err(ProxyHeaderError::Closing),
     };
     if let Err(error) = &result {
-        log_rejected(error, stream.peer_addr().ok());
+        count_and_log_refusal(error, stream.peer_addr().ok());
     }
     result
 }
 
-fn log_rejected(error: &ProxyHeaderError, peer: Option<SocketAddr>) {
+/// Connections refused for want of a valid header, in this process (`/metrics`).
+static REFUSED: AtomicU64 = AtomicU64::new(0);
+
+pub(crate) fn refused() -> u64 {
+    REFUSED.load(Ordering::Relaxed)
+}
+
+fn count_and_log_refusal(error: &ProxyHeaderError, peer: Option<SocketAddr>) {
     static WARNED: AtomicBool = AtomicBool::new(false);
+    REFUSED.fetch_add(1, Ordering::Relaxed);
     let peer = peer.map(|p| p.to_string()).unwrap_or_default();
     if WARNED.swap(true, Ordering::Relaxed) {
         tracing::debug!(%error, %peer, "closing a connection without a PROXY protocol header");

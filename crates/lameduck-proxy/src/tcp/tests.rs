@@ -9,8 +9,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, sleep, timeout};
 
-use super::{Quiet, serve_tcp};
+use super::{Quiet, TcpForward, serve_tcp};
 use crate::ClientAddress;
+use crate::ProxyMetrics;
 
 const IDLE_GRACE: Duration = Duration::from_millis(400);
 /// How often the busy clients below send a byte: well inside the idle grace.
@@ -80,9 +81,12 @@ async fn at_closing_quiet_connections_close_and_busy_ones_stay_until_quiet_or_fo
     let serving = tokio::spawn(serve_tcp(
         shutdown.clone(),
         listener,
-        app,
-        ClientAddress::None,
-        false,
+        TcpForward {
+            upstream: app,
+            client_address: ClientAddress::None,
+            accept_proxy_protocol: false,
+            metrics: ProxyMetrics::default(),
+        },
     ));
     shutdown.lifecycle().mark_ready();
     let mut idle = TcpStream::connect(addr).await.unwrap();
