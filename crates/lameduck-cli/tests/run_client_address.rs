@@ -9,7 +9,6 @@ mod run_support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -211,31 +210,15 @@ fn tcp_mode_passes_on_or_strips_a_balancers_proxy_protocol_header() {
     assert_eq!(line, "PING 1\r\n", "the header is not passed on");
 }
 
-fn haproxy_installed() -> Option<&'static Path> {
-    let found = [
-        "/usr/sbin/haproxy",
-        "/usr/bin/haproxy",
-        "/usr/local/sbin/haproxy",
-    ]
-    .into_iter()
-    .map(Path::new)
-    .find(|p| p.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "haproxy needed (apt-get install haproxy)"
-        );
-        eprintln!("SKIPPED: haproxy not installed (apt-get install haproxy)");
-    }
-    found
-}
-
 /// HAProxy in TCP mode (as an NLB is) with `send-proxy-v2`, in front of `lameduck run --proxy
 /// --accept-proxy-protocol`. HAProxy connects to lameduck from 127.0.0.9; the app must see
 /// the client's 127.0.0.1 instead.
 #[test]
 fn a_real_haproxy_sending_the_proxy_protocol_is_understood() {
-    let Some(haproxy) = haproxy_installed() else {
+    let found = lameduck_testkit::installed("haproxy");
+    let Some(haproxy) =
+        lameduck_testkit::needed_or_skip(found, "haproxy", "apt-get install haproxy")
+    else {
         return;
     };
     let dir = TempDir::new("accept-proxy-haproxy");

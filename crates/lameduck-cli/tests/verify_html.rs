@@ -20,14 +20,7 @@ fn chromium() -> Option<&'static str> {
                 .status()
                 .is_ok_and(|s| s.success())
         });
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "chromium is needed (apt-get install chromium)"
-        );
-        eprintln!("SKIPPED: chromium is not installed (apt-get install chromium)");
-    }
-    found
+    lameduck_testkit::needed_or_skip(found, "chromium", "apt-get install chromium")
 }
 
 #[test]

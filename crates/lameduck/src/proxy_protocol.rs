@@ -153,14 +153,8 @@ async fn consume_header(
 
 fn v1_addresses(addresses: ppp::v1::Addresses) -> Option<ProxiedAddresses> {
     match addresses {
-        ppp::v1::Addresses::Tcp4(a) => Some(ProxiedAddresses {
-            client: (a.source_address, a.source_port).into(),
-            destination: (a.destination_address, a.destination_port).into(),
-        }),
-        ppp::v1::Addresses::Tcp6(a) => Some(ProxiedAddresses {
-            client: (a.source_address, a.source_port).into(),
-            destination: (a.destination_address, a.destination_port).into(),
-        }),
+        ppp::v1::Addresses::Tcp4(a) => Some(ProxiedAddresses::from(a)),
+        ppp::v1::Addresses::Tcp6(a) => Some(ProxiedAddresses::from(a)),
         ppp::v1::Addresses::Unknown => None,
     }
 }
@@ -170,15 +164,28 @@ fn v2_addresses(header: &ppp::v2::Header<'_>) -> Option<ProxiedAddresses> {
         return None;
     }
     match header.addresses {
-        ppp::v2::Addresses::IPv4(a) => Some(ProxiedAddresses {
-            client: (a.source_address, a.source_port).into(),
-            destination: (a.destination_address, a.destination_port).into(),
-        }),
-        ppp::v2::Addresses::IPv6(a) => Some(ProxiedAddresses {
-            client: (a.source_address, a.source_port).into(),
-            destination: (a.destination_address, a.destination_port).into(),
-        }),
+        ppp::v2::Addresses::IPv4(a) => Some(ProxiedAddresses::from(a)),
+        ppp::v2::Addresses::IPv6(a) => Some(ProxiedAddresses::from(a)),
         ppp::v2::Addresses::Unspecified | ppp::v2::Addresses::Unix(_) => None,
+    }
+}
+
+// Both header versions share these address types.
+impl From<ppp::v2::IPv4> for ProxiedAddresses {
+    fn from(a: ppp::v2::IPv4) -> Self {
+        Self {
+            client: (a.source_address, a.source_port).into(),
+            destination: (a.destination_address, a.destination_port).into(),
+        }
+    }
+}
+
+impl From<ppp::v2::IPv6> for ProxiedAddresses {
+    fn from(a: ppp::v2::IPv6) -> Self {
+        Self {
+            client: (a.source_address, a.source_port).into(),
+            destination: (a.destination_address, a.destination_port).into(),
+        }
     }
 }
 

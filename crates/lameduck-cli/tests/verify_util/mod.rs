@@ -184,14 +184,8 @@ pub fn run_available() -> bool {
     let out = lameduck(&["run", "--help"]);
     let help = String::from_utf8_lossy(&out.stdout);
     let ok = out.status.success() && help.contains("--proxy") && help.contains("--admin");
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "`lameduck run` (with --admin and --proxy) is needed by this test"
-        );
-        eprintln!("SKIPPED: `lameduck run` with --admin/--proxy is not built yet");
-    }
-    ok
+    let what = "`lameduck run` with --admin and --proxy";
+    lameduck_testkit::needed_or_skip(ok.then_some(()), what, "not built yet").is_some()
 }
 
 /// Serializes the heavy tests of one test binary: each run already loads the 2 cores with its

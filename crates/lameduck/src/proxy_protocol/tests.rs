@@ -57,6 +57,23 @@ fn addresses(client: &str, destination: &str) -> Option<ProxiedAddresses> {
     })
 }
 
+/// A v2 header (PROXY command, TCP) from `client` to `destination` with one extra field.
+fn v2_header(client: &str, destination: &str, (kind, value): (u8, &[u8])) -> Vec<u8> {
+    let addresses = (
+        client.parse::<SocketAddr>().unwrap(),
+        destination.parse::<SocketAddr>().unwrap(),
+    );
+    ppp::v2::Builder::with_addresses(
+        ppp::v2::Version::Two | ppp::v2::Command::Proxy,
+        ppp::v2::Protocol::Stream,
+        addresses,
+    )
+    .write_tlv(kind, value)
+    .unwrap()
+    .build()
+    .unwrap()
+}
+
 #[tokio::test]
 async fn a_v1_header_names_the_client_and_only_its_bytes_are_consumed() {
     let (read, mut server) =
@@ -77,19 +94,12 @@ async fn a_v1_header_names_the_client_and_only_its_bytes_are_consumed() {
 
 #[tokio::test]
 async fn a_v2_header_with_extra_fields_names_the_client() {
-    let header = ppp::v2::Builder::with_addresses(
-        ppp::v2::Version::Two | ppp::v2::Command::Proxy,
-        ppp::v2::Protocol::Stream,
-        (
-            "[2001:db8::7]:40000".parse::<SocketAddr>().unwrap(),
-            "[2001:db8::1]:443".parse::<SocketAddr>().unwrap(),
-        ),
-    )
     // An AWS NLB's VPC endpoint id travels in a field of type 0xEA.
-    .write_tlv(0xEA, b"\x01vpce-0123456789abcdef0")
-    .unwrap()
-    .build()
-    .unwrap();
+    let header = v2_header(
+        "[2001:db8::7]:40000",
+        "[2001:db8::1]:443",
+        (0xEA, b"\x01vpce-0123456789abcdef0"),
+    );
     let mut bytes = header.clone();
     bytes.extend_from_slice(b"after");
     let (read, mut server) = read_after(&bytes).await;
@@ -171,18 +181,7 @@ async fn a_header_too_long_to_be_one_is_refused() {
 
 #[tokio::test]
 async fn a_v2_header_longer_than_any_balancer_sends_is_refused() {
-    let header = ppp::v2::Builder::with_addresses(
-        ppp::v2::Version::Two | ppp::v2::Command::Proxy,
-        ppp::v2::Protocol::Stream,
-        (
-            "192.0.2.1:1".parse::<SocketAddr>().unwrap(),
-            "192.0.2.2:2".parse::<SocketAddr>().unwrap(),
-        ),
-    )
-    .write_tlv(0x04, &[0; 5000])
-    .unwrap()
-    .build()
-    .unwrap();
+    let header = v2_header("192.0.2.1:1", "192.0.2.2:2", (0x04, &[0; 5000]));
     let (read, _) = read_after(&header).await;
     assert!(matches!(read, Err(ProxyHeaderError::TooLong)), "{read:?}");
 }

@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::{ConnectionInfo, Lameduck};
+use crate::{ConnectionInfo, Error, Lameduck, Serve, ShutdownReport};
 
 /// Sends `GET /` on `client` and reads until the response ends with `suffix` (the body).
 pub(crate) async fn get_ending_with(client: &mut TcpStream, suffix: &str) -> String {
@@ -61,10 +61,13 @@ impl tower::Service<Request<Incoming>> for PeerEcho {
     }
 }
 
-/// With `per_connection`, each connection's service is made once with the client's address,
-/// and requests carry no extension of lameduck's.
-#[tokio::test]
-async fn a_per_connection_service_knows_its_peer_and_requests_carry_no_extensions() {
+/// Serves [`PeerEcho`] per connection on a loopback port, as `configure` further sets it up.
+async fn serve_peer_echo(
+    configure: impl FnOnce(Serve<PeerEcho, String>) -> Serve<PeerEcho, String>,
+) -> (
+    SocketAddr,
+    tokio::task::JoinHandle<Result<ShutdownReport, Error>>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let lameduck = Lameduck::builder()
@@ -80,7 +83,14 @@ async fn a_per_connection_service_knows_its_peer_and_requests_carry_no_extension
                 peer: connection.peer,
             }
         });
-    let server = tokio::spawn(serve.into_future());
+    (addr, tokio::spawn(configure(serve).into_future()))
+}
+
+/// With `per_connection`, each connection's service is made once with the client's address,
+/// and requests carry no extension of lameduck's.
+#[tokio::test]
+async fn a_per_connection_service_knows_its_peer_and_requests_carry_no_extensions() {
+    let (addr, server) = serve_peer_echo(|serve| serve).await;
 
     for _ in 0..2 {
         let mut client = TcpStream::connect(addr).await.unwrap();
@@ -98,20 +108,7 @@ async fn a_per_connection_service_knows_its_peer_and_requests_carry_no_extension
 /// a connection that starts without one is closed unanswered.
 #[tokio::test]
 async fn the_proxy_protocol_header_names_the_peer_and_is_required() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let lameduck = Lameduck::builder()
-        .admin_addr(None)
-        .hard_exit(false)
-        .build()
-        .unwrap();
-    let serve = lameduck
-        .serve(listener, PeerEcho::default())
-        .per_connection(|_, connection: &ConnectionInfo| PeerEcho {
-            peer: connection.peer,
-        })
-        .accept_proxy_protocol();
-    let server = tokio::spawn(serve.into_future());
+    let (addr, server) = serve_peer_echo(Serve::accept_proxy_protocol).await;
 
     let mut client = TcpStream::connect(addr).await.unwrap();
     client
