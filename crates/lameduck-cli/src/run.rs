@@ -25,6 +25,9 @@ Examples:
   # A TCP service (e.g. a database protocol) whose app reads the PROXY protocol for client IPs.
   lameduck run --proxy 5432=127.0.0.1:5433 --protocol tcp --client-address proxy-v2 -- /app/db
 
+  # An app with an HTTP port and a gRPC port, each drained by a proxy of its own.
+  lameduck run --proxy 8080=8081 --proxy 9090=9091 -- /app/server
+
   # Behind an AWS NLB with proxy protocol on: the app's X-Forwarded-For names the real client.
   lameduck run --proxy 8080=8081 --accept-proxy-protocol -- /app/server --port 8081
 
@@ -46,10 +49,18 @@ pub struct RunArgs {
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<String>,
     /// Drain proxy: listen on LISTEN and forward to the app on UPSTREAM (IP:PORT, or a bare
-    /// PORT meaning 0.0.0.0:PORT and 127.0.0.1:PORT).
-    #[arg(long, value_name = "LISTEN=UPSTREAM", env = "LAMEDUCK_PROXY")]
-    pub proxy: Option<ProxySpec>,
-    /// What the proxy speaks: http (HTTP/1.1, h2c, WebSocket) or tcp (bytes) [default: http].
+    /// PORT meaning 0.0.0.0:PORT and 127.0.0.1:PORT). Repeat it (or separate values with
+    /// commas) for an app with several ports; a leading `tcp:` or `http:` sets that proxy's
+    /// protocol.
+    #[arg(
+        long,
+        value_name = "[PROTOCOL:]LISTEN=UPSTREAM",
+        env = "LAMEDUCK_PROXY",
+        value_delimiter = ','
+    )]
+    pub proxy: Vec<ProxySpec>,
+    /// What the proxies speak unless their --proxy says: http (HTTP/1.1, h2c, WebSocket) or
+    /// tcp (bytes) [default: http].
     #[arg(
         long,
         value_name = "PROTOCOL",
@@ -86,7 +97,7 @@ pub struct RunArgs {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub accept_proxy_protocol: bool,
-    /// Threads the proxy forwards on, each with its own event loop [default: one per CPU the
+    /// Threads each proxy forwards on, each with its own event loop [default: one per CPU the
     /// process may use].
     #[arg(
         long,
@@ -232,18 +243,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
-    if args.upstream_protocol.is_some() && args.protocol == Some(Protocol::Tcp) {
-        return Err(Failure::usage(anyhow!(
-            "--upstream-protocol applies to --protocol http only; a TCP proxy passes bytes as they are"
-        )));
-    }
-    let protocol = args.protocol.unwrap_or_default();
-    let client_address = args
-        .client_address
-        .unwrap_or_else(|| ClientAddress::default_for(protocol));
-    if let Some(conflict) = client_address.conflict(protocol) {
-        return Err(Failure::usage(anyhow!("--client-address: {conflict}")));
-    }
+    let proxies = proxy_configs(&args)?;
     let mut builder = Builder::from_env().map_err(Failure::usage)?;
     if let Some(admin) = &args.admin {
         builder = builder.admin_addr(match admin.trim() {
@@ -279,19 +279,53 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         stop_signal: args.stop_signal,
         forward_to: args.forward_to,
         ready: args.ready_url,
-        proxy: args.proxy.map(|spec| ProxyConfig {
+        proxies,
+    };
+    match runtime(true)?.block_on(lameduck_run::run(builder, config)) {
+        Ok(code) => Ok(ExitCode::from(code)),
+        Err(error) => Err(Failure::with_code(error.exit_code(), error)),
+    }
+}
+
+/// One [`ProxyConfig`] per `--proxy`, the shared flags applied to each.
+fn proxy_configs(args: &RunArgs) -> Result<Vec<ProxyConfig>, Failure> {
+    let mut configs: Vec<ProxyConfig> = Vec::with_capacity(args.proxy.len());
+    for &spec in &args.proxy {
+        let protocol = spec.protocol.or(args.protocol).unwrap_or_default();
+        let client_address = args
+            .client_address
+            .unwrap_or_else(|| ClientAddress::default_for(protocol));
+        if let Some(conflict) = client_address.conflict(protocol) {
+            return Err(Failure::usage(anyhow!(
+                "--client-address: {conflict} (for --proxy {spec})"
+            )));
+        }
+        let overlaps = |other: &ProxyConfig| {
+            let (a, b) = (other.spec.listen, spec.listen);
+            a.port() == b.port()
+                && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+        };
+        if let Some(other) = configs.iter().find(|other| overlaps(other)) {
+            return Err(Failure::usage(anyhow!(
+                "--proxy {} and --proxy {spec} listen on the same port",
+                other.spec
+            )));
+        }
+        configs.push(ProxyConfig {
             spec,
             protocol,
             upstream_protocol: args.upstream_protocol.unwrap_or_default(),
             client_address,
             accept_proxy_protocol: args.accept_proxy_protocol,
             threads: args.proxy_threads.map_or(0, usize::from),
-        }),
-    };
-    match runtime(true)?.block_on(lameduck_run::run(builder, config)) {
-        Ok(code) => Ok(ExitCode::from(code)),
-        Err(error) => Err(Failure::with_code(error.exit_code(), error)),
+        });
     }
+    if args.upstream_protocol.is_some() && configs.iter().all(|c| c.protocol == Protocol::Tcp) {
+        return Err(Failure::usage(anyhow!(
+            "--upstream-protocol applies to --protocol http only; a TCP proxy passes bytes as they are"
+        )));
+    }
+    Ok(configs)
 }
 
 /// Runs `lameduck sleep`.

@@ -464,7 +464,31 @@ fn bad_input_is_one_clear_message_and_a_nonzero_exit() {
             2,
             "is not a way to pass the client address",
         ),
-        (vec!["--proxy", "8080"], 2, "is not LISTEN=UPSTREAM"),
+        (
+            vec!["--proxy", "8080"],
+            2,
+            "is not [PROTOCOL:]LISTEN=UPSTREAM",
+        ),
+        (
+            vec!["--proxy", "udp:18080=18081"],
+            2,
+            "\"udp\" is not a proxy protocol",
+        ),
+        (
+            vec!["--proxy", "18080=18081", "--proxy", "127.0.0.1:18080=18082"],
+            2,
+            "listen on the same port",
+        ),
+        (
+            vec![
+                "--proxy",
+                "18080=18081,tcp:18090=18091",
+                "--client-address",
+                "proxy-v1",
+            ],
+            2,
+            "(for --proxy 0.0.0.0:18080=127.0.0.1:18081)",
+        ),
         (vec!["--stop-signal", "SIGNOPE"], 2, "is not a signal name"),
         (vec!["--admin", "nowhere"], 2, "is not an address"),
         (

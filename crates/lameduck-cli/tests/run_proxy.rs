@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use run_support::{
     Conn, LAMEDUCK, NAIVE_APP_LOGGING_STOP, TempDir, Wrapper, event, events, free_addr, get,
-    proxy_arg, serve_forwarded_for_echo, start_proxied_demo_app, wait_for,
+    proxy_arg, serve_echo, serve_forwarded_for_echo, start_proxied_demo_app, wait_for,
 };
 
 #[test]
@@ -244,15 +244,7 @@ fn tcp_mode_passes_an_arbitrary_byte_stream() {
     let dir = TempDir::new("tcp");
     let echo = TcpListener::bind("127.0.0.1:0").unwrap();
     let upstream = echo.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in echo.incoming().take(4).flatten() {
-            std::thread::spawn(move || {
-                let mut reader = stream.try_clone().unwrap();
-                let mut writer = stream;
-                let _ = std::io::copy(&mut reader, &mut writer);
-            });
-        }
-    });
+    serve_echo(echo, 4);
     let listen = free_addr();
     let proxy = proxy_arg(listen, upstream);
     let mut wrapper = Wrapper::start(
@@ -482,4 +474,87 @@ fn the_proxys_own_failures_are_counted_on_metrics() {
         failures(&wrapper)
     );
     wrapper.stop_at_once();
+}
+
+/// An app with two ports, each behind its own proxy (HTTP and TCP): both are served and both
+/// drain; `/readyz` asks both upstreams.
+#[test]
+fn two_proxies_serve_and_drain_an_app_with_two_ports() {
+    use std::io::{Read, Write};
+
+    let dir = TempDir::new("two-proxies");
+    let (http_listen, http_app) = (free_addr(), TcpListener::bind("127.0.0.1:0").unwrap());
+    let http_upstream = http_app.local_addr().unwrap();
+    serve_forwarded_for_echo(http_app, Arc::new(AtomicUsize::new(0)));
+    let (tcp_listen, tcp_upstream) = (free_addr(), free_addr());
+    let tcp = format!("tcp:{}", proxy_arg(tcp_listen, tcp_upstream));
+    let http = proxy_arg(http_listen, http_upstream);
+    let mut wrapper = Wrapper::start(
+        &dir,
+        &[
+            "--proxy",
+            &http,
+            "--proxy",
+            &tcp,
+            "--min-wait",
+            "1s",
+            "--quiet-window",
+            "300ms",
+            "--",
+            "sleep",
+            "30",
+        ],
+    );
+    // The TCP port's app is not listening yet: not ready, whatever the HTTP one says.
+    let refused = wait_for(Duration::from_secs(10), || {
+        let readyz = get(wrapper.admin, "/readyz").ok()?;
+        (readyz.status == 503 && readyz.body.contains(&tcp_upstream.to_string())).then_some(())
+    });
+    assert!(refused.is_some(), "{}", wrapper.log_text());
+    serve_echo(TcpListener::bind(tcp_upstream).unwrap(), 4);
+    wrapper.wait_ready();
+
+    let tcp_round_trip = |bytes: &[u8]| {
+        let mut stream = std::net::TcpStream::connect(tcp_listen)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.write_all(bytes)?;
+        let mut back = vec![0; bytes.len()];
+        stream.read_exact(&mut back)?;
+        std::io::Result::Ok(back)
+    };
+    let mut conn = Conn::open(http_listen).unwrap();
+    let response = conn.get("/").unwrap();
+    assert!(
+        response.body.ends_with(" for=127.0.0.1"),
+        "{}",
+        response.body
+    );
+    assert_eq!(tcp_round_trip(b"serving").unwrap(), b"serving");
+
+    wrapper.signal(Signal::SIGTERM);
+    let draining = wait_for(Duration::from_secs(5), || {
+        (wrapper.readyz() == Some(503)).then_some(())
+    });
+    assert!(draining.is_some(), "{}", wrapper.log_text());
+    let response = conn.get("/").unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.header("connection"),
+        Some("close"),
+        "the HTTP port drains"
+    );
+    assert_eq!(
+        tcp_round_trip(b"draining").unwrap(),
+        b"draining",
+        "the TCP port still serves while draining"
+    );
+    let status = wrapper.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(143), "sleep died of the stop signal");
+    let log = wrapper.log_text();
+    assert_eq!(log.matches("drain proxy").count(), 2, "{log}");
+    assert!(
+        std::net::TcpStream::connect(tcp_listen).is_err()
+            && std::net::TcpStream::connect(http_listen).is_err(),
+        "both ports closed"
+    );
 }

@@ -1,4 +1,4 @@
-//! `--proxy LISTEN=UPSTREAM` and `--protocol`.
+//! `--proxy [PROTOCOL:]LISTEN=UPSTREAM` and `--protocol`.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -8,7 +8,10 @@ use std::str::FromStr;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SpecError {
     /// No `=` between the two addresses.
-    #[error("{value:?} is not LISTEN=UPSTREAM (e.g. 0.0.0.0:8080=127.0.0.1:8081, or 8080=8081)")]
+    #[error(
+        "{value:?} is not [PROTOCOL:]LISTEN=UPSTREAM (e.g. 0.0.0.0:8080=127.0.0.1:8081, 8080=8081 \
+         or tcp:5432=5433)"
+    )]
     Shape {
         /// The value as given.
         value: String,
@@ -67,13 +70,23 @@ pub struct ProxySpec {
     pub listen: SocketAddr,
     /// The app (a bare port means `127.0.0.1:PORT`).
     pub upstream: SocketAddr,
+    /// What this proxy speaks, if the value said (`tcp:5432=5433`); else `--protocol`'s.
+    pub protocol: Option<Protocol>,
 }
 
 impl FromStr for ProxySpec {
     type Err = SpecError;
 
     fn from_str(value: &str) -> Result<Self, Self::Err> {
-        let (listen, upstream) = value.split_once('=').ok_or_else(|| SpecError::Shape {
+        let trimmed = value.trim();
+        // An address starts with a digit or `[`, so a leading word is the protocol.
+        let (protocol, addresses) = match trimmed.split_once(':') {
+            Some((word, rest)) if word.chars().all(|c| c.is_ascii_alphabetic()) => {
+                (Some(word.parse::<Protocol>()?), rest)
+            }
+            _ => (None, trimmed),
+        };
+        let (listen, upstream) = addresses.split_once('=').ok_or_else(|| SpecError::Shape {
             value: value.to_owned(),
         })?;
         let listen = addr("listen", listen, Ipv4Addr::UNSPECIFIED.into())?;
@@ -81,12 +94,19 @@ impl FromStr for ProxySpec {
         if listen == upstream {
             return Err(SpecError::Loop(listen));
         }
-        Ok(Self { listen, upstream })
+        Ok(Self {
+            listen,
+            upstream,
+            protocol,
+        })
     }
 }
 
 impl fmt::Display for ProxySpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(protocol) = self.protocol {
+            write!(f, "{protocol}:")?;
+        }
         write!(f, "{}={}", self.listen, self.upstream)
     }
 }
@@ -116,6 +136,22 @@ mod tests {
         assert_eq!(spec.upstream, "127.0.0.1:9090".parse().unwrap());
         let spec: ProxySpec = "[::]:80=[::1]:81".parse().unwrap();
         assert_eq!(spec.to_string(), "[::]:80=[::1]:81");
+        assert_eq!(spec.protocol, None);
+    }
+
+    #[test]
+    fn a_protocol_may_lead_the_spec() {
+        let spec: ProxySpec = "tcp:5432=5433".parse().unwrap();
+        assert_eq!(spec.protocol, Some(Protocol::Tcp));
+        assert_eq!(spec.listen, "0.0.0.0:5432".parse().unwrap());
+        assert_eq!(spec.to_string(), "tcp:0.0.0.0:5432=127.0.0.1:5433");
+        let spec: ProxySpec = "HTTP:[::]:80=[::1]:81".parse().unwrap();
+        assert_eq!(spec.protocol, Some(Protocol::Http));
+        assert_eq!(spec.upstream, "[::1]:81".parse().unwrap());
+        assert_eq!(
+            "udp:53=5353".parse::<ProxySpec>(),
+            Err(SpecError::Protocol("udp".to_owned()))
+        );
     }
 
     #[test]

@@ -57,15 +57,13 @@ pub(crate) fn start(
     lameduck: &Lameduck,
     listeners: Vec<StdListener>,
     proxy: ProxyConfig,
+    metrics: ProxyMetrics,
 ) -> Result<(), RunError> {
     let seats = Balancer::seats(listeners.len());
     let mut shards = listeners.into_iter().zip(seats);
     let Some(first) = shards.next() else {
         return Ok(());
     };
-    // One set of counters for all shards, on the supervisor's /metrics.
-    let metrics = ProxyMetrics::default();
-    metrics.register(lameduck);
     for (number, shard) in (1..).zip(shards) {
         let lameduck = lameduck.clone();
         let metrics = metrics.clone();

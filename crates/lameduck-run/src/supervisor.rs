@@ -1,10 +1,11 @@
 //! Wires the app, the reaper, the signal policy, readiness and the proxy to one lifecycle.
 
 use std::ffi::OsString;
+use std::sync::Arc;
 use std::time::Duration;
 
 use lameduck::{Builder, Lameduck, Phase};
-use lameduck_proxy::{ClientAddress, Protocol, ProxySpec, UpstreamProtocol};
+use lameduck_proxy::{ClientAddress, Protocol, ProxyMetrics, ProxySpec, UpstreamProtocol};
 use nix::sys::prctl;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -35,11 +36,11 @@ pub struct RunConfig {
     pub stop_signal: Signal,
     /// Where forwarded signals go.
     pub forward_to: ForwardTo,
-    /// The app's own readiness, checked by `/readyz` while serving. With a proxy and no
-    /// target, a TCP connect to the upstream is used.
+    /// The app's own readiness, checked by `/readyz` while serving. With proxies and no
+    /// target, a TCP connect to each upstream is used.
     pub ready: Option<Target>,
-    /// The optional drain proxy.
-    pub proxy: Option<ProxyConfig>,
+    /// The drain proxies, one per port of the app (none: the app's traffic is not seen).
+    pub proxies: Vec<ProxyConfig>,
 }
 
 /// The drain proxy: where it listens, where the app is, and what it speaks.
@@ -94,16 +95,16 @@ pub async fn run(builder: Builder, config: RunConfig) -> Result<u8, RunError> {
     if let Some(addr) = lameduck.bind_admin().await? {
         tracing::info!(%addr, "admin endpoints: /livez /readyz /startupz /metrics, POST /drain");
     }
-    let listener =
-        match &config.proxy {
-            Some(proxy) => Some(proxy::bind(proxy.spec.listen, proxy.threads()).map_err(
-                |source| RunError::ProxyBind {
-                    addr: proxy.spec.listen,
-                    source,
-                },
-            )?),
-            None => None,
-        };
+    let mut bound = Vec::with_capacity(config.proxies.len());
+    for proxy in &config.proxies {
+        let listeners = proxy::bind(proxy.spec.listen, proxy.threads()).map_err(|source| {
+            RunError::ProxyBind {
+                addr: proxy.spec.listen,
+                source,
+            }
+        })?;
+        bound.push((listeners, *proxy));
+    }
     let sigchld = signal(SignalKind::child()).map_err(RunError::Signals)?;
     let drain_signals = signals::register()?;
 
@@ -112,32 +113,23 @@ pub async fn run(builder: Builder, config: RunConfig) -> Result<u8, RunError> {
     let reaped = reaper::start(sigchld, pid);
     drain_signals.spawn(lameduck.lifecycle().clone(), pid, config.forward_to);
 
-    let ready = config.ready.clone().or_else(|| {
-        config.proxy.map(|p| Target::Tcp {
-            authority: p.spec.upstream.to_string(),
-        })
-    });
-    if let Some(target) = ready {
-        lameduck.set_readiness_check(move || {
-            let target = target.clone();
-            async move {
-                probe::check(&target, READY_TIMEOUT)
-                    .await
-                    .map_err(|e| error_text(&e))
-            }
-        });
-    }
+    set_readiness(&lameduck, &config);
     supervise(&lameduck, pid, config.stop_signal, reaped.clone());
-    match (listener, config.proxy) {
-        (Some(listener), Some(proxy)) => {
-            let threads = listener.len();
-            tracing::info!(listen = %proxy.spec.listen, upstream = %proxy.spec.upstream, protocol = %proxy.protocol, accept_proxy_protocol = proxy.accept_proxy_protocol, threads, "drain proxy");
-            proxy::start(&lameduck, listener, proxy)?;
-            if proxy.protocol == Protocol::Tcp {
-                lameduck.mark_ready();
-            }
-        }
-        _ => lameduck.mark_ready(),
+    // One set of counters for every proxy, on the supervisor's /metrics.
+    let metrics = ProxyMetrics::default();
+    if !bound.is_empty() {
+        metrics.register(&lameduck);
+    }
+    let mut serves_http = false;
+    for (listeners, proxy) in bound {
+        let threads = listeners.len();
+        tracing::info!(listen = %proxy.spec.listen, upstream = %proxy.spec.upstream, protocol = %proxy.protocol, accept_proxy_protocol = proxy.accept_proxy_protocol, threads, "drain proxy");
+        proxy::start(&lameduck, listeners, proxy, metrics.clone())?;
+        serves_http |= proxy.protocol == Protocol::Http;
+    }
+    if !serves_http {
+        // An HTTP proxy marks the process ready once it accepts.
+        lameduck.mark_ready();
     }
 
     let exit = tokio::select! {
@@ -160,6 +152,36 @@ pub async fn run(builder: Builder, config: RunConfig) -> Result<u8, RunError> {
         "exiting"
     );
     Ok(exit.code())
+}
+
+/// `/readyz` asks the app too: `--ready-url`, or else a TCP connect to each proxy's upstream.
+fn set_readiness(lameduck: &Lameduck, config: &RunConfig) {
+    let mut targets: Vec<Target> = config.ready.iter().cloned().collect();
+    if targets.is_empty() {
+        for proxy in &config.proxies {
+            let target = Target::Tcp {
+                authority: proxy.spec.upstream.to_string(),
+            };
+            if !targets.contains(&target) {
+                targets.push(target);
+            }
+        }
+    }
+    if targets.is_empty() {
+        return;
+    }
+    let targets = Arc::new(targets);
+    lameduck.set_readiness_check(move || {
+        let targets = Arc::clone(&targets);
+        async move {
+            for target in targets.iter() {
+                probe::check(target, READY_TIMEOUT)
+                    .await
+                    .map_err(|e| error_text(&e))?;
+            }
+            Ok(())
+        }
+    });
 }
 
 /// The app as a tracked task: at Closing it waits for in-flight work, then sends the stop

@@ -427,3 +427,18 @@ pub fn serve_forwarded_for_echo(app: TcpListener, counter: Arc<AtomicUsize>) {
         }
     });
 }
+
+/// A TCP app on `app` that echoes the bytes of its first `connections` connections.
+pub fn serve_echo(app: TcpListener, connections: usize) {
+    std::thread::spawn(move || {
+        for stream in app.incoming().take(connections).flatten() {
+            std::thread::spawn(move || {
+                let Ok(mut reader) = stream.try_clone() else {
+                    return;
+                };
+                let mut writer = stream;
+                let _ = std::io::copy(&mut reader, &mut writer);
+            });
+        }
+    });
+}
