@@ -162,9 +162,26 @@ pub struct RunArgs {
         default_value = "info"
     )]
     pub log: tracing_subscriber::filter::LevelFilter,
+    /// Log lines as text, or as one JSON object per line (for log pipelines).
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        env = "LAMEDUCK_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
     /// The command to run, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
+}
+
+/// How `lameduck run` writes its log lines (to stderr, beside the app's).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `2026-11-29T13:31:39.068748Z  INFO started the app ... pid=1999`.
+    Text,
+    /// `{"timestamp":"...","level":"INFO","message":"started the app ...","pid":"1999"}`.
+    Json,
 }
 
 /// Flags of `lameduck sleep`.
@@ -237,12 +254,14 @@ fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, Failure> {
 
 /// Runs `lameduck run`.
 pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_max_level(args.log)
         .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     let proxies = proxy_configs(&args)?;
     let mut builder = Builder::from_env().map_err(Failure::usage)?;
     if let Some(admin) = &args.admin {

@@ -177,6 +177,41 @@ fn exit_codes_are_the_apps_as_shells_report_them() {
     }
 }
 
+/// `--log-format json`: every line lameduck writes is one JSON object, for log pipelines.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let args = [
+        "run",
+        "--admin",
+        "off",
+        "--log-format",
+        "json",
+        "--",
+        "sh",
+        "-c",
+        "exit 3",
+    ];
+    let (status, _, stderr) = lameduck(&args, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}")))
+        .collect();
+    let exiting = lines
+        .iter()
+        .find(|line| line["message"] == "exiting")
+        .unwrap_or_else(|| panic!("no exiting line: {stderr}"));
+    assert_eq!(exiting["level"], "INFO");
+    assert_eq!(
+        exiting["code"], 3,
+        "fields are keys of the object: {exiting}"
+    );
+    assert!(
+        lines.iter().all(|line| line["timestamp"].is_string()),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn signals_are_forwarded_and_sigterm_drains_first() {
     let dir = TempDir::new("forward");
@@ -490,6 +525,11 @@ fn bad_input_is_one_clear_message_and_a_nonzero_exit() {
             "(for --proxy 0.0.0.0:18080=127.0.0.1:18081)",
         ),
         (vec!["--stop-signal", "SIGNOPE"], 2, "is not a signal name"),
+        (
+            vec!["--log-format", "yaml"],
+            2,
+            "invalid value 'yaml' for '--log-format",
+        ),
         (vec!["--admin", "nowhere"], 2, "is not an address"),
         (
             vec!["--proxy", &proxy_taken],
