@@ -430,10 +430,11 @@ fn the_proxys_own_failures_are_counted_on_metrics() {
     // Readiness asks a socket that is there; the app itself (UPSTREAM) is not.
     let ready = TcpListener::bind("127.0.0.1:0").unwrap();
     let ready_url = format!("tcp://{}", ready.local_addr().unwrap());
-    let failures = |wrapper: &Wrapper| {
+    let failures = |wrapper: &Wrapper, listen: std::net::SocketAddr| {
         let metrics = get(wrapper.admin, "/metrics").unwrap().body;
         ["bad_gateway", "upstream_unreachable"].map(|kind| {
-            let series = format!("lameduck_proxy_failures_total{{kind=\"{kind}\"}} ");
+            let series =
+                format!("lameduck_proxy_failures_total{{listen=\"{listen}\",kind=\"{kind}\"}} ");
             metrics
                 .lines()
                 .find_map(|line| line.strip_prefix(series.as_str()))
@@ -446,12 +447,12 @@ fn the_proxys_own_failures_are_counted_on_metrics() {
     let dir = TempDir::new("failures-http");
     let (listen, upstream) = (free_addr(), free_addr());
     let mut wrapper = Wrapper::start_proxy(&dir, listen, upstream, &["--ready-url", &ready_url]);
-    assert_eq!(failures(&wrapper), [0, 0], "zero from the start");
+    assert_eq!(failures(&wrapper, listen), [0, 0], "zero from the start");
     for _ in 0..2 {
         let response = get(listen, "/").unwrap();
         assert_eq!(response.status, 502, "{}", response.body);
     }
-    assert_eq!(failures(&wrapper), [2, 0]);
+    assert_eq!(failures(&wrapper, listen), [2, 0]);
     wrapper.stop_at_once();
 
     let dir = TempDir::new("failures-tcp");
@@ -467,11 +468,12 @@ fn the_proxys_own_failures_are_counted_on_metrics() {
     let _ = client.read_to_end(&mut rest);
     assert!(rest.is_empty(), "closed without a byte");
     assert!(
-        wait_for(Duration::from_secs(5), || (failures(&wrapper) == [0, 1])
-            .then_some(()))
+        wait_for(Duration::from_secs(5), || (failures(&wrapper, listen)
+            == [0, 1])
+        .then_some(()))
         .is_some(),
         "{:?}",
-        failures(&wrapper)
+        failures(&wrapper, listen)
     );
     wrapper.stop_at_once();
 }

@@ -4,6 +4,8 @@
 //! reached it. Those are the proxy's: through a rollout they should stay at zero, and a
 //! dashboard can show that they did.
 
+use std::net::SocketAddr;
+
 use lameduck::Lameduck;
 use lameduck::prometheus_client::metrics::counter::Counter;
 use lameduck::prometheus_client::metrics::family::Family;
@@ -21,49 +23,62 @@ pub enum Failure {
 impl Failure {
     const ALL: [Self; 2] = [Self::BadGateway, Self::UpstreamUnreachable];
 
-    fn label(self) -> [(&'static str, &'static str); 1] {
-        [(
-            "kind",
-            match self {
-                Self::BadGateway => "bad_gateway",
-                Self::UpstreamUnreachable => "upstream_unreachable",
-            },
-        )]
-    }
-}
-
-/// The proxy's failure counters, shared by every thread of the proxy (clones share values).
-#[derive(Debug, Clone)]
-pub struct ProxyMetrics {
-    failures: Family<[(&'static str, &'static str); 1], Counter>,
-}
-
-impl Default for ProxyMetrics {
-    fn default() -> Self {
-        let failures = Family::default();
-        // Every kind is rendered from the start: a dashboard sees 0, not a missing series.
-        for kind in Failure::ALL {
-            let _ = failures.get_or_create(&kind.label());
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::BadGateway => "bad_gateway",
+            Self::UpstreamUnreachable => "upstream_unreachable",
         }
-        Self { failures }
     }
+}
+
+/// `listen` (the proxy's address, one series per proxy) and `kind`.
+type Labels = [(&'static str, String); 2];
+
+/// The failure counters of one proxy (clones share values), in a family shared by all proxies
+/// of the process: each proxy's series carry its listening address.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyMetrics {
+    failures: Family<Labels, Counter>,
+    listen: String,
 }
 
 impl ProxyMetrics {
-    /// Renders the counters on `lameduck`'s `/metrics` as `lameduck_proxy_failures_total`.
+    /// Renders the counters of this proxy and of every proxy made from it with
+    /// [`ProxyMetrics::for_listener`] on `lameduck`'s `/metrics`, as
+    /// `lameduck_proxy_failures_total{listen, kind}`.
     pub fn register(&self, lameduck: &Lameduck) {
         let failures = self.failures.clone();
         lameduck.register_metrics(move |registry| {
             registry.register(
                 "lameduck_proxy_failures",
-                "Requests (HTTP) and connections (TCP) the proxy failed itself, by kind",
+                "Requests (HTTP) and connections (TCP) a proxy failed itself, by kind",
                 failures.clone(),
             );
         });
     }
 
+    /// The counters of the proxy listening on `listen`, in the same family. Every kind is
+    /// rendered from now on: a dashboard sees 0, not a missing series.
+    pub fn for_listener(&self, listen: SocketAddr) -> Self {
+        let proxy = Self {
+            failures: self.failures.clone(),
+            listen: listen.to_string(),
+        };
+        for kind in Failure::ALL {
+            let _ = proxy.failures.get_or_create(&proxy.labels(kind));
+        }
+        proxy
+    }
+
     /// Counts one failure.
     pub fn failed(&self, kind: Failure) {
-        self.failures.get_or_create(&kind.label()).inc();
+        self.failures.get_or_create(&self.labels(kind)).inc();
+    }
+
+    fn labels(&self, kind: Failure) -> Labels {
+        [
+            ("listen", self.listen.clone()),
+            ("kind", kind.as_str().to_owned()),
+        ]
     }
 }

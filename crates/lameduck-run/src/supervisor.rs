@@ -115,7 +115,7 @@ pub async fn run(builder: Builder, config: RunConfig) -> Result<u8, RunError> {
 
     set_readiness(&lameduck, &config);
     supervise(&lameduck, pid, config.stop_signal, reaped.clone());
-    // One set of counters for every proxy, on the supervisor's /metrics.
+    // One family of counters for every proxy, on the supervisor's /metrics.
     let metrics = ProxyMetrics::default();
     if !bound.is_empty() {
         metrics.register(&lameduck);
@@ -124,7 +124,8 @@ pub async fn run(builder: Builder, config: RunConfig) -> Result<u8, RunError> {
     for (listeners, proxy) in bound {
         let threads = listeners.len();
         tracing::info!(listen = %proxy.spec.listen, upstream = %proxy.spec.upstream, protocol = %proxy.protocol, accept_proxy_protocol = proxy.accept_proxy_protocol, threads, "drain proxy");
-        proxy::start(&lameduck, listeners, proxy, metrics.clone())?;
+        let metrics = metrics.for_listener(proxy.spec.listen);
+        proxy::start(&lameduck, listeners, proxy, metrics)?;
         serves_http |= proxy.protocol == Protocol::Http;
     }
     if !serves_http {
