@@ -135,3 +135,40 @@ async fn the_proxy_protocol_header_names_the_peer_and_is_required() {
     );
     server.abort();
 }
+
+/// An h2c connection after the PROXY header: the protocol is detected on the bytes that follow
+/// the header.
+#[tokio::test]
+async fn h2c_after_a_proxy_protocol_header_is_served() {
+    let (addr, server) = serve_peer_echo(Serve::accept_proxy_protocol).await;
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"PROXY TCP6 2001:db8::9 2001:db8::1 4000 80\r\n")
+        .await
+        .unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let connection = tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = http::Request::get(format!("http://{addr}/"))
+        .body(())
+        .unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(5), response)
+        .await
+        .expect("a response in time")
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut bytes = Vec::new();
+    for _ in 0..100 {
+        let Some(chunk) = body.data().await else {
+            break;
+        };
+        bytes.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&bytes),
+        "peer=[2001:db8::9]:4000 extensions=0"
+    );
+    connection.abort();
+    server.abort();
+}
