@@ -30,6 +30,8 @@ Examples:
 
   # Behind an AWS NLB with proxy protocol on: the app's X-Forwarded-For names the real client.
   lameduck run --proxy 8080=8081 --accept-proxy-protocol -- /app/server --port 8081
+  # ... only on the port the NLB reaches; in-cluster clients use :8080 without a header.
+  lameduck run --proxy 8080=8081 --proxy 8443=8081 --accept-proxy-protocol 8443 -- /app/server
 
   # Readiness of lameduck's /readyz also asks the app; nginx stops gracefully on SIGQUIT.
   lameduck run --ready-url http://127.0.0.1:8081/healthz --stop-signal SIGQUIT -- nginx -g 'daemon off;'
@@ -87,16 +89,21 @@ pub struct RunArgs {
         requires = "proxy"
     )]
     pub client_address: Option<ClientAddress>,
-    /// Every client connection starts with a PROXY protocol header (v1 or v2) from a load
-    /// balancer, such as an AWS NLB with proxy protocol on: the client it names is the one the
-    /// app is told of; connections without a valid header are closed.
+    /// Client connections start with a PROXY protocol header (v1 or v2) from a load balancer,
+    /// such as an AWS NLB with proxy protocol on: the client it names is the one the app is
+    /// told of; connections without a valid header are closed. Alone: on every proxy; with
+    /// PORTS (e.g. 8443,9443): only on the proxies listening there, so that in-cluster
+    /// clients, which send no header, can use another port.
     #[arg(
         long,
+        value_name = "PORTS",
         env = "LAMEDUCK_ACCEPT_PROXY_PROTOCOL",
         requires = "proxy",
-        value_parser = clap::builder::BoolishValueParser::new()
+        num_args = 0..=1,
+        default_missing_value = "all",
+        value_parser = accept_proxy_protocol
     )]
-    pub accept_proxy_protocol: bool,
+    pub accept_proxy_protocol: Option<AcceptProxyProtocol>,
     /// Threads each proxy forwards on, each with its own event loop [default: one per CPU the
     /// process may use].
     #[arg(
@@ -173,6 +180,32 @@ pub struct RunArgs {
     /// The command to run, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
+}
+
+/// Which proxies take a PROXY protocol header from a load balancer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcceptProxyProtocol {
+    /// Every proxy (the flag alone, or `true`/`yes`/`on`/`all`).
+    Everywhere,
+    /// Only the proxies listening on these ports.
+    Ports(Vec<u16>),
+    /// None (`false`/`no`/`off`/`none`, for the environment variable).
+    Nowhere,
+}
+
+fn accept_proxy_protocol(value: &str) -> Result<AcceptProxyProtocol, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "all" => Ok(AcceptProxyProtocol::Everywhere),
+        "false" | "no" | "off" | "none" => Ok(AcceptProxyProtocol::Nowhere),
+        ports => ports
+            .split(',')
+            .map(|port| port.trim().parse::<u16>().ok().filter(|&port| port > 0))
+            .collect::<Option<Vec<u16>>>()
+            .map(AcceptProxyProtocol::Ports)
+            .ok_or_else(|| {
+                format!("{value:?} is not a list of listen ports (e.g. 8443,9443), true or false")
+            }),
+    }
 }
 
 /// How `lameduck run` writes its log lines (to stderr, beside the app's).
@@ -335,9 +368,23 @@ fn proxy_configs(args: &RunArgs) -> Result<Vec<ProxyConfig>, Failure> {
             protocol,
             upstream_protocol: args.upstream_protocol.unwrap_or_default(),
             client_address,
-            accept_proxy_protocol: args.accept_proxy_protocol,
+            accept_proxy_protocol: match &args.accept_proxy_protocol {
+                None | Some(AcceptProxyProtocol::Nowhere) => false,
+                Some(AcceptProxyProtocol::Everywhere) => true,
+                Some(AcceptProxyProtocol::Ports(ports)) => ports.contains(&spec.listen.port()),
+            },
             threads: args.proxy_threads.map_or(0, usize::from),
         });
+    }
+    if let Some(AcceptProxyProtocol::Ports(ports)) = &args.accept_proxy_protocol {
+        if let Some(port) = ports
+            .iter()
+            .find(|&&port| configs.iter().all(|c| c.spec.listen.port() != port))
+        {
+            return Err(Failure::usage(anyhow!(
+                "--accept-proxy-protocol: no --proxy listens on port {port}"
+            )));
+        }
     }
     if args.upstream_protocol.is_some() && configs.iter().all(|c| c.protocol == Protocol::Tcp) {
         return Err(Failure::usage(anyhow!(

@@ -463,7 +463,12 @@ fn bad_input_is_one_clear_message_and_a_nonzero_exit() {
         (
             vec!["--proxy", "18080=18081", "--accept-proxy-protocol=maybe"],
             2,
-            "unexpected value 'maybe' for '--accept-proxy-protocol'",
+            "\"maybe\" is not a list of listen ports",
+        ),
+        (
+            vec!["--proxy", "18080=18081", "--accept-proxy-protocol", "9443"],
+            2,
+            "--accept-proxy-protocol: no --proxy listens on port 9443",
         ),
         (
             vec![

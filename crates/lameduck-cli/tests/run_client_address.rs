@@ -187,6 +187,56 @@ fn http_mode_takes_the_client_from_a_balancers_proxy_protocol_header() {
     );
 }
 
+/// `--accept-proxy-protocol PORT`: only the proxy on that port (the one a balancer reaches)
+/// takes a header; in-cluster clients, which send none, use the other port.
+#[test]
+fn the_proxy_protocol_can_be_required_on_one_port_only() {
+    let dir = TempDir::new("accept-proxy-port");
+    let (plain, balanced) = (free_addr(), free_addr());
+    let app = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = app.local_addr().unwrap();
+    serve_forwarded_for_echo(app, Arc::new(AtomicUsize::new(0)));
+    let proxies = [plain, balanced].map(|listen| format!("{listen}={upstream}"));
+    let port = balanced.port().to_string();
+    let mut wrapper = Wrapper::start(
+        &dir,
+        &[
+            "--proxy",
+            &proxies[0],
+            "--proxy",
+            &proxies[1],
+            "--accept-proxy-protocol",
+            &port,
+            "--",
+            "sleep",
+            "30",
+        ],
+    );
+    wrapper.wait_ready();
+
+    let response = Conn::open(plain).unwrap().get("/").unwrap();
+    assert!(
+        response.body.ends_with(" for=127.0.0.1"),
+        "the in-cluster port takes no header: {}",
+        response.body
+    );
+    let mut stream = TcpStream::connect(balanced).unwrap();
+    stream
+        .write_all(b"PROXY TCP4 203.0.113.9 192.0.2.1 51000 443\r\n")
+        .unwrap();
+    let response = Conn::from_stream(stream).unwrap().get("/").unwrap();
+    assert!(
+        response.body.ends_with(" for=203.0.113.9"),
+        "the balanced port reads one: {}",
+        response.body
+    );
+    assert!(
+        Conn::open(balanced).unwrap().get("/").is_err(),
+        "and requires it"
+    );
+    wrapper.stop_at_once();
+}
+
 /// `--accept-proxy-protocol` in TCP mode: the balancer's header is consumed; the app gets the
 /// client it names in a header of its own (here v1 from a v2 one), or no header at all.
 #[test]
