@@ -9,6 +9,7 @@ mod external_traffic_local_no_surge;
 mod grace_period_too_short;
 mod invalid_ignore;
 mod lameduck_budget_mismatch;
+mod lameduck_proxy_bypassed;
 mod lameduck_settings_invalid;
 mod liveness_equals_readiness;
 mod liveness_without_startup_probe;
@@ -62,6 +63,7 @@ pub static CHECKS: &[&Check] = &[
     &grace_period_too_short::CHECK,
     &lameduck_budget_mismatch::CHECK,
     &lameduck_settings_invalid::CHECK,
+    &lameduck_proxy_bypassed::CHECK,
     &prestop_needs_shell::CHECK,
     &readiness_slower_than_prestop::CHECK,
     &rollout_zero_available::CHECK,

@@ -102,6 +102,41 @@ pub struct LameduckRun {
     pub close_timeout: Setting,
     /// Values that are not durations: (setting source, value).
     pub invalid: Vec<(String, String)>,
+    /// The drain proxies (`--proxy` / `LAMEDUCK_PROXY`) whose ports could be read.
+    pub proxies: Vec<ProxyPorts>,
+}
+
+/// One `--proxy [PROTOCOL:]LISTEN=UPSTREAM` of `lameduck run`, by port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyPorts {
+    /// The value as written.
+    pub spec: String,
+    /// Where the proxy listens: what a Service should target.
+    pub listen: u16,
+    /// Where the app listens, behind the proxy.
+    pub upstream: u16,
+}
+
+impl ProxyPorts {
+    /// `[PROTOCOL:]LISTEN=UPSTREAM`, each side `PORT` or `IP:PORT`.
+    fn parse(spec: &str) -> Option<Self> {
+        let spec = spec.trim();
+        let addresses = match spec.split_once(':') {
+            Some((word, rest)) if word.chars().all(|c| c.is_ascii_alphabetic()) => rest,
+            _ => spec,
+        };
+        let (listen, upstream) = addresses.split_once('=')?;
+        let port = |side: &str| side.rsplit(':').next()?.trim().parse::<u16>().ok();
+        Some(Self {
+            spec: spec.to_owned(),
+            listen: port(listen)?,
+            upstream: port(upstream)?,
+        })
+    }
+
+    fn parse_list(value: &str) -> impl Iterator<Item = Self> + '_ {
+        value.split(',').filter_map(Self::parse)
+    }
 }
 
 pub(super) fn container(node: &Node) -> Container<'_> {
@@ -244,7 +279,9 @@ fn lameduck_run(node: &Node) -> Option<LameduckRun> {
         quiet_window: setting(lameduck_defaults::QUIET_WINDOW),
         close_timeout: setting(lameduck_defaults::CLOSE_TIMEOUT),
         invalid: Vec::new(),
+        proxies: Vec::new(),
     };
+    let mut proxy_flags = Vec::new();
     for env in node.get("env").map(Node::items).unwrap_or_default() {
         let (Some(name), Some(value)) = (
             env.get("name").and_then(Node::as_str),
@@ -252,6 +289,9 @@ fn lameduck_run(node: &Node) -> Option<LameduckRun> {
         ) else {
             continue;
         };
+        if name == "LAMEDUCK_PROXY" {
+            run.proxies.extend(ProxyPorts::parse_list(value));
+        }
         run.set(name, name, value);
     }
     let mut i = start + 2;
@@ -266,6 +306,7 @@ fn lameduck_run(node: &Node) -> Option<LameduckRun> {
             None => (arg, None),
         };
         let var = match flag {
+            "--proxy" => "LAMEDUCK_PROXY",
             "--grace" => "LAMEDUCK_GRACE_SECONDS",
             "--min-wait" => "LAMEDUCK_MIN_WAIT",
             "--max-wait" => "LAMEDUCK_MAX_WAIT",
@@ -284,8 +325,15 @@ fn lameduck_run(node: &Node) -> Option<LameduckRun> {
                 all.get(i).map(|v| (*v).to_owned()).unwrap_or_default()
             }
         };
+        if var == "LAMEDUCK_PROXY" {
+            proxy_flags.extend(ProxyPorts::parse_list(&value));
+        }
         run.set(var, flag, &value);
         i += 1;
+    }
+    if !proxy_flags.is_empty() {
+        // Flags win over the environment variable, as in `lameduck run`.
+        run.proxies = proxy_flags;
     }
     Some(run)
 }
@@ -353,6 +401,26 @@ mod tests {
             "flags after -- belong to the app"
         );
         assert_eq!(run.quiet_window.source, "default");
+    }
+
+    #[test]
+    fn lameduck_run_reads_its_proxies() {
+        let c = container_of(
+            "kind: X\ncommand: [lameduck, run, --proxy, 8080=8081, '--proxy=tcp:[::]:5432=127.0.0.1:5433', --, /app, --proxy, 1=2]\nenv:\n- {name: LAMEDUCK_PROXY, value: '9=10'}\n",
+        );
+        let ports: Vec<(u16, u16)> = c
+            .lameduck
+            .unwrap()
+            .proxies
+            .iter()
+            .map(|p| (p.listen, p.upstream))
+            .collect();
+        assert_eq!(ports, [(8080, 8081), (5432, 5433)], "flags win over env");
+        let c = container_of(
+            "kind: X\ncommand: [lameduck, run, --, /app]\nenv:\n- {name: LAMEDUCK_PROXY, value: '0.0.0.0:80=81,tcp:5432=5433'}\n",
+        );
+        assert_eq!(c.lameduck.unwrap().proxies.len(), 2);
+        assert_eq!(ProxyPorts::parse("8080"), None);
     }
 
     #[test]
