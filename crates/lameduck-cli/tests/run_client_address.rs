@@ -197,20 +197,20 @@ fn the_proxy_protocol_can_be_required_on_one_port_only() {
     let upstream = app.local_addr().unwrap();
     serve_forwarded_for_echo(app, Arc::new(AtomicUsize::new(0)));
     let proxies = [plain, balanced].map(|listen| format!("{listen}={upstream}"));
+    // The ports from the environment variable (the flag alone is in the tests above).
     let port = balanced.port().to_string();
-    let mut wrapper = Wrapper::start(
+    let mut wrapper = Wrapper::start_with_env(
         &dir,
         &[
             "--proxy",
             &proxies[0],
             "--proxy",
             &proxies[1],
-            "--accept-proxy-protocol",
-            &port,
             "--",
             "sleep",
             "30",
         ],
+        &[("LAMEDUCK_ACCEPT_PROXY_PROTOCOL", &port)],
     );
     wrapper.wait_ready();
 

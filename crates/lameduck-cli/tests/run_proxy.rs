@@ -478,8 +478,9 @@ fn the_proxys_own_failures_are_counted_on_metrics() {
     wrapper.stop_at_once();
 }
 
-/// An app with two ports, each behind its own proxy (HTTP and TCP): both are served and both
-/// drain; `/readyz` asks both upstreams.
+/// An app with two ports, each behind its own proxy (HTTP and TCP, from `LAMEDUCK_PROXY`): both
+/// are served and both drain, traffic on either keeps the drain wait going, and `/readyz` asks
+/// both upstreams.
 #[test]
 fn two_proxies_serve_and_drain_an_app_with_two_ports() {
     use std::io::{Read, Write};
@@ -491,21 +492,21 @@ fn two_proxies_serve_and_drain_an_app_with_two_ports() {
     let (tcp_listen, tcp_upstream) = (free_addr(), free_addr());
     let tcp = format!("tcp:{}", proxy_arg(tcp_listen, tcp_upstream));
     let http = proxy_arg(http_listen, http_upstream);
-    let mut wrapper = Wrapper::start(
+    // Both in the environment variable, separated by a comma (repeated --proxy flags are in
+    // run_client_address.rs).
+    let proxies = format!("{http},{tcp}");
+    let mut wrapper = Wrapper::start_with_env(
         &dir,
         &[
-            "--proxy",
-            &http,
-            "--proxy",
-            &tcp,
             "--min-wait",
             "1s",
             "--quiet-window",
-            "300ms",
+            "1s",
             "--",
             "sleep",
             "30",
         ],
+        &[("LAMEDUCK_PROXY", &proxies)],
     );
     // The TCP port's app is not listening yet: not ready, whatever the HTTP one says.
     let refused = wait_for(Duration::from_secs(10), || {
@@ -513,7 +514,7 @@ fn two_proxies_serve_and_drain_an_app_with_two_ports() {
         (readyz.status == 503 && readyz.body.contains(&tcp_upstream.to_string())).then_some(())
     });
     assert!(refused.is_some(), "{}", wrapper.log_text());
-    serve_echo(TcpListener::bind(tcp_upstream).unwrap(), 4);
+    serve_echo(TcpListener::bind(tcp_upstream).unwrap(), 100);
     wrapper.wait_ready();
 
     let tcp_round_trip = |bytes: &[u8]| {
@@ -550,6 +551,16 @@ fn two_proxies_serve_and_drain_an_app_with_two_ports() {
         b"draining",
         "the TCP port still serves while draining"
     );
+    // New connections on the TCP port alone, 100 ms apart, for 2.5 s: past min-wait plus the
+    // quiet window (2 s), so they are served only if that port's traffic keeps the drain going.
+    for round in 0..25 {
+        assert!(
+            tcp_round_trip(b"still").is_ok(),
+            "connection {round} while draining: {}",
+            wrapper.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let status = wrapper.wait_exit(Duration::from_secs(15));
     assert_eq!(status.code(), Some(143), "sleep died of the stop signal");
     let log = wrapper.log_text();

@@ -39,8 +39,9 @@ pub struct ProxiedAddresses {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProxyHeaderError {
-    /// The connection ended before a complete header.
-    #[error("the connection closed before a complete PROXY protocol header")]
+    /// The connection ended without sending a byte. (One that ends after part of a header is
+    /// given up on at [`HEADER_TIMEOUT`]: peeking cannot tell its end from a pause.)
+    #[error("the connection closed before sending a PROXY protocol header")]
     Closed,
     /// The first bytes are not a PROXY protocol header.
     #[error("not a PROXY protocol header ({0})")]

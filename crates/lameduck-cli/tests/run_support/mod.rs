@@ -74,6 +74,11 @@ pub struct Wrapper {
 impl Wrapper {
     /// Starts `lameduck run --admin ADMIN ARGS...` (ARGS include `-- CMD ...`).
     pub fn start(dir: &TempDir, args: &[&str]) -> Self {
+        Self::start_with_env(dir, args, &[])
+    }
+
+    /// [`Wrapper::start`] with `LAMEDUCK_*` settings in the environment as well.
+    pub fn start_with_env(dir: &TempDir, args: &[&str], env: &[(&str, &str)]) -> Self {
         let admin = free_addr();
         let log = dir.path("wrapper.log");
         let child = Command::new(LAMEDUCK)
@@ -82,6 +87,7 @@ impl Wrapper {
             .arg(admin.to_string())
             .args(args)
             .env("LAMEDUCK_LOG", "debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
