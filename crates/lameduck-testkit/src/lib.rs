@@ -4,6 +4,8 @@
 
 mod child;
 mod http;
+#[cfg(feature = "k8s")]
+pub mod k8s;
 
 pub use child::{Child, example_path};
 pub use http::{Http1Conn, Reply, get_once, raw_connect};
