@@ -38,7 +38,7 @@ impl BudgetPlan {
     pub fn new(settings: &Settings, trigger: &Trigger, drain_started: Instant) -> Self {
         let spent = match trigger {
             Trigger::Signal(_) => settings.prestop,
-            Trigger::Programmatic | Trigger::Admin => Duration::ZERO,
+            Trigger::Programmatic | Trigger::Admin | Trigger::Gate => Duration::ZERO,
         };
         let t0 = drain_started.checked_sub(spent).unwrap_or(drain_started);
         let exit_by = (t0 + settings.grace)

@@ -16,6 +16,8 @@ pub enum DrainEndReason {
     MaxWait,
     /// An immediate stop was requested.
     Forced,
+    /// The gate confirmed from the cluster that no router routes here any more.
+    Confirmed,
 }
 
 impl fmt::Display for DrainEndReason {
@@ -24,6 +26,7 @@ impl fmt::Display for DrainEndReason {
             DrainEndReason::Quiet => "quiet",
             DrainEndReason::MaxWait => "max_wait",
             DrainEndReason::Forced => "forced",
+            DrainEndReason::Confirmed => "confirmed",
         })
     }
 }
@@ -44,6 +47,8 @@ pub struct DrainEnd {
 /// - With no traffic the wait lasts `max(min_wait, quiet_window)` (capped by the budget): the
 ///   quiet window is counted from the drain start, since traffic before it proves nothing.
 /// - Under traffic that never pauses for `quiet_window`, it lasts until the drain deadline.
+/// - Once the gate confirmed the pod safe ([`Lifecycle::confirm_safe`]) it ends at once: the
+///   cluster's own evidence replaces the pod's guess from traffic.
 pub async fn wait_for_quiet(
     settings: &Settings,
     plan: &BudgetPlan,
@@ -55,10 +60,14 @@ pub async fn wait_for_quiet(
         reason,
         waited: Instant::now().saturating_duration_since(start),
     };
+    let mut changes = lifecycle.subscribe();
     loop {
         let now = Instant::now();
         if lifecycle.is_forced() {
             return end(DrainEndReason::Forced);
+        }
+        if changes.borrow_and_update().confirmed_safe {
+            return end(DrainEndReason::Confirmed);
         }
         let quiet_since = activity
             .last_arrival()
@@ -73,6 +82,8 @@ pub async fn wait_for_quiet(
         tokio::select! {
             () = sleep_until(quiet_at.min(plan.drain_deadline)) => {}
             () = lifecycle.forced() => {}
+            // The sender lives with `lifecycle`; an error cannot happen while it is borrowed.
+            _ = changes.changed() => {}
         }
     }
 }
@@ -163,6 +174,35 @@ mod tests {
             DrainEnd {
                 reason: DrainEndReason::MaxWait,
                 waited: Duration::from_secs(10)
+            }
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_gates_confirmation_ends_the_wait_despite_traffic() {
+        let lifecycle = Lifecycle::new();
+        lifecycle.drain(Trigger::Programmatic);
+        let activity = Arc::new(Activity::new());
+        let s = settings(3, 1, 20);
+        let plan = BudgetPlan::new(&s, &Trigger::Programmatic, Instant::now());
+        let traffic = Arc::clone(&activity);
+        tokio::spawn(async move {
+            for _ in 0..100 {
+                traffic.record_arrival();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let confirmer = lifecycle.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            confirmer.confirm_safe();
+        });
+        let end = wait_for_quiet(&s, &plan, &activity, &lifecycle).await;
+        assert_eq!(
+            end,
+            DrainEnd {
+                reason: DrainEndReason::Confirmed,
+                waited: Duration::from_millis(1500)
             }
         );
     }

@@ -7,7 +7,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// A phase of the lifecycle. Phases only move forward.
+/// A phase of the lifecycle. Phases only move forward, with one exception: a drain *held* for
+/// the gate ([`Lifecycle::hold`]) can be cancelled back to Serving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Phase {
     /// Readiness fails until the app says it is ready.
@@ -63,6 +64,9 @@ pub enum Trigger {
     Programmatic,
     /// The admin `/drain` endpoint (for example from a preStop hook running `lameduck wait`).
     Admin,
+    /// The gate took the pod out of rotation ahead of its deletion (`POST /drain?hold`); the
+    /// drain wait starts only with the stop signal (or another trigger) that follows.
+    Gate,
 }
 
 impl fmt::Display for Trigger {
@@ -71,6 +75,7 @@ impl fmt::Display for Trigger {
             Trigger::Signal(name) => write!(f, "signal {name}"),
             Trigger::Programmatic => f.write_str("programmatic"),
             Trigger::Admin => f.write_str("admin /drain"),
+            Trigger::Gate => f.write_str("gate (held)"),
         }
     }
 }
@@ -86,6 +91,14 @@ pub struct Snapshot {
     pub trigger: Option<Trigger>,
     /// Whether an immediate stop was requested (a second signal).
     pub forced: bool,
+    /// Draining, but held for the gate: out of rotation, still serving, and the drain wait has
+    /// not started (it starts with the stop signal, or the hold is cancelled).
+    pub held: bool,
+    /// When the gate's hold began, if the pod was held (kept after the hold is released).
+    pub held_since: Option<Instant>,
+    /// The gate confirmed, from the cluster's EndpointSlices and a sync margin, that no router
+    /// still routes here: the drain wait may end at once.
+    pub confirmed_safe: bool,
 }
 
 impl Snapshot {
@@ -138,6 +151,9 @@ impl Lifecycle {
             entered,
             trigger: None,
             forced: false,
+            held: false,
+            held_since: None,
+            confirmed_safe: false,
         };
         Self {
             inner: Arc::new(Inner {
@@ -167,13 +183,105 @@ impl Lifecycle {
         self.advance(Phase::Serving, None)
     }
 
-    /// Starting or Serving → Draining. Returns false if draining had already started.
+    /// Starting or Serving → Draining, or the release of a held drain (whose drain wait then
+    /// starts now, as if the drain began with this trigger). Returns false if a drain wait had
+    /// already started.
     pub fn drain(&self, trigger: Trigger) -> bool {
+        if self.release(&trigger) {
+            tracing::info!(%trigger, "held drain released: the drain wait starts");
+            return true;
+        }
         let started = self.advance(Phase::Draining, Some(trigger.clone()));
         if started {
             tracing::info!(%trigger, "draining: readiness now fails; still serving");
         }
         started
+    }
+
+    /// Starting or Serving → Draining, *held*: readiness fails and traffic is still served,
+    /// but the drain wait does not start until a stop signal (or another trigger) releases the
+    /// hold, and [`Lifecycle::cancel_hold`] can put the process back in service. The gate uses
+    /// this to take a pod out of rotation before it admits the pod's deletion. Returns false if
+    /// the lifecycle was already draining (held or not) or later.
+    pub fn hold(&self) -> bool {
+        let now = Instant::now();
+        let held = self.inner.state.send_if_modified(|s| {
+            if s.phase >= Phase::Draining {
+                return false;
+            }
+            for p in Phase::ALL.iter().filter(|p| **p > s.phase && **p <= Phase::Draining) {
+                s.entered[p.index()] = Some(now);
+            }
+            s.phase = Phase::Draining;
+            s.trigger = Some(Trigger::Gate);
+            s.held = true;
+            s.held_since = Some(now);
+            true
+        });
+        if held {
+            tracing::info!("held for the gate: readiness now fails; still serving");
+        }
+        held
+    }
+
+    /// A held drain → Serving (the deletion it was for did not follow). Returns false, changing
+    /// nothing, unless the drain is still held: a drain wait that started cannot be undone.
+    pub fn cancel_hold(&self) -> bool {
+        let cancelled = self.inner.state.send_if_modified(|s| {
+            if !(s.phase == Phase::Draining && s.held) {
+                return false;
+            }
+            s.phase = Phase::Serving;
+            s.entered[Phase::Draining.index()] = None;
+            s.trigger = None;
+            s.held = false;
+            s.held_since = None;
+            s.confirmed_safe = false;
+            true
+        });
+        if cancelled {
+            tracing::info!("hold cancelled: serving again");
+        }
+        cancelled
+    }
+
+    /// Records the gate's confirmation that no router routes here any more, so the drain wait
+    /// ends at once. Returns false unless draining.
+    pub fn confirm_safe(&self) -> bool {
+        let confirmed = self.inner.state.send_if_modified(|s| {
+            if s.phase != Phase::Draining || s.confirmed_safe {
+                return false;
+            }
+            s.confirmed_safe = true;
+            true
+        });
+        if confirmed {
+            tracing::info!("the gate confirmed no router routes here any more");
+        }
+        confirmed
+    }
+
+    /// Completes once a drain wait started: Draining and not held (or any later phase).
+    pub async fn drain_started(&self) {
+        let mut rx = self.subscribe();
+        let _ = rx
+            .wait_for(|s| s.phase > Phase::Draining || (s.phase == Phase::Draining && !s.held))
+            .await;
+    }
+
+    fn release(&self, trigger: &Trigger) -> bool {
+        let now = Instant::now();
+        self.inner.state.send_if_modified(|s| {
+            if !(s.phase == Phase::Draining && s.held) {
+                return false;
+            }
+            // The budget counts from the stop signal, not from the hold: the grace period
+            // starts with the deletion the gate admitted.
+            s.entered[Phase::Draining.index()] = Some(now);
+            s.trigger = Some(trigger.clone());
+            s.held = false;
+            true
+        })
     }
 
     /// → Closing (used by the shutdown driver). Returns false if already closing or later.
@@ -248,6 +356,47 @@ mod tests {
         assert!(lc.stop());
         assert!(!lc.close());
         assert_eq!(lc.phase(), Phase::Stopped);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_drain_can_be_cancelled_until_a_signal_releases_it() {
+        let lc = Lifecycle::new();
+        lc.mark_ready();
+        assert!(lc.hold());
+        assert!(!lc.hold(), "already held");
+        let snap = lc.snapshot();
+        assert_eq!((snap.phase, snap.held), (Phase::Draining, true));
+        assert_eq!(snap.trigger, Some(Trigger::Gate));
+        assert!(lc.confirm_safe());
+        assert!(lc.cancel_hold());
+        let snap = lc.snapshot();
+        assert_eq!((snap.phase, snap.held, snap.confirmed_safe), (Phase::Serving, false, false));
+        assert_eq!(snap.entered(Phase::Draining), None);
+
+        assert!(lc.hold());
+        let waiter = tokio::spawn({
+            let lc = lc.clone();
+            async move { lc.drain_started().await }
+        });
+        tokio::time::advance(std::time::Duration::from_secs(5)).await;
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "a held drain has not started its wait");
+        assert!(lc.drain(Trigger::Signal("SIGTERM")), "the signal releases the hold");
+        waiter.await.unwrap();
+        let snap = lc.snapshot();
+        assert!(!snap.held);
+        assert_eq!(snap.trigger, Some(Trigger::Signal("SIGTERM")));
+        assert_eq!(
+            snap.entered(Phase::Draining),
+            Some(Instant::now()),
+            "the budget counts from the signal"
+        );
+        assert_eq!(
+            snap.held_since.map(|t| Instant::now() - t),
+            Some(std::time::Duration::from_secs(5))
+        );
+        assert!(!lc.cancel_hold(), "a started drain wait cannot be undone");
+        assert!(!lc.drain(Trigger::Admin));
     }
 
     #[tokio::test(start_paused = true)]

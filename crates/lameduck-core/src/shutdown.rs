@@ -101,6 +101,9 @@ impl Shutdown {
     /// the `run` supervisor agree on every deadline.
     pub fn plan(&self) -> Option<BudgetPlan> {
         let snapshot = self.lifecycle.snapshot();
+        if snapshot.held {
+            return None; // no budget runs until the stop signal releases the hold
+        }
         let started = snapshot.entered(Phase::Draining)?;
         let trigger = snapshot.trigger.unwrap_or(Trigger::Programmatic);
         Some(BudgetPlan::new(self.config.settings(), &trigger, started))
@@ -114,7 +117,7 @@ impl Shutdown {
     /// - A forced stop ([`Lifecycle::force_stop`]) skips every wait.
     pub async fn run(&self) -> ShutdownReport {
         let lifecycle = &self.lifecycle;
-        lifecycle.reached(Phase::Draining).await;
+        lifecycle.drain_started().await;
         let trigger = lifecycle
             .snapshot()
             .trigger

@@ -93,7 +93,7 @@ pub async fn run(builder: Builder, config: RunConfig) -> Result<u8, RunError> {
         tracing::warn!(%error, "cannot become a child subreaper; orphans of the app will not be reaped by lameduck");
     }
     if let Some(addr) = lameduck.bind_admin().await? {
-        tracing::info!(%addr, "admin endpoints: /livez /readyz /startupz /metrics, POST /drain");
+        tracing::info!(%addr, "admin endpoints: /livez /readyz /startupz /metrics, /drain");
     }
     let mut bound = Vec::with_capacity(config.proxies.len());
     for proxy in &config.proxies {

@@ -1,4 +1,10 @@
 //! The admin listener: probes, metrics and `/drain`, answering until the process exits.
+//!
+//! `/drain` also speaks to the gate (`lameduck gate`), which takes a pod out of rotation before
+//! it admits the pod's deletion: `POST /drain?hold` (readiness fails, still serving, no drain
+//! wait until the stop signal), `GET /drain` (the pod's own evidence: quiet, in flight, busy
+//! tasks), `POST /drain/safe` (the cluster confirmed no router routes here: the drain wait ends
+//! at once) and `DELETE /drain` (the deletion did not follow: serve again).
 
 use std::convert::Infallible;
 
@@ -80,13 +86,48 @@ async fn respond(
             );
             response
         }
+        (&Method::POST, "/drain") if has_flag(&req, "hold") => {
+            let held = lameduck.lifecycle().hold();
+            let now = lameduck.lifecycle().phase();
+            let what = if held { "held" } else { "already draining" };
+            reply(StatusCode::OK, format!("{what}; phase {now}\n"))
+        }
+        (&Method::GET, "/drain") => {
+            let mut response = reply(StatusCode::OK, drain_status(&lameduck));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        (&Method::DELETE, "/drain") => {
+            if lameduck.lifecycle().cancel_hold() {
+                reply(StatusCode::OK, "hold cancelled; phase serving\n".to_owned())
+            } else {
+                let snapshot = lameduck.lifecycle().snapshot();
+                let why = match (snapshot.phase, snapshot.trigger) {
+                    (Phase::Starting | Phase::Serving, _) => "not draining".to_owned(),
+                    (phase, Some(trigger)) => {
+                        format!("phase {phase}, started by {trigger}: only a held drain can be cancelled")
+                    }
+                    (phase, None) => format!("phase {phase}: only a held drain can be cancelled"),
+                };
+                reply(StatusCode::CONFLICT, format!("{why}\n"))
+            }
+        }
+        (&Method::POST, "/drain/safe") => {
+            if lameduck.lifecycle().confirm_safe() {
+                reply(StatusCode::OK, "confirmed safe; the drain wait ends at once\n".to_owned())
+            } else if lameduck.lifecycle().snapshot().confirmed_safe {
+                reply(StatusCode::OK, "already confirmed safe\n".to_owned())
+            } else {
+                let phase = lameduck.lifecycle().phase();
+                reply(StatusCode::CONFLICT, format!("phase {phase}: not draining\n"))
+            }
+        }
         (&Method::POST, "/drain") => {
             let started = lameduck.lifecycle().drain(Trigger::Admin);
-            let wait = req
-                .uri()
-                .query()
-                .is_some_and(|q| q.split('&').any(|kv| kv == "wait=true" || kv == "wait"));
-            if wait {
+            if has_flag(&req, "wait") {
                 // Blocks a preStop `lameduck wait` until the drain wait is over, so the kubelet's
                 // SIGTERM arrives when the process is already closing.
                 lameduck.lifecycle().reached(Phase::Closing).await;
@@ -99,14 +140,66 @@ async fn respond(
             };
             reply(StatusCode::OK, format!("{what}; phase {now}\n"))
         }
-        (_, "/livez" | "/readyz" | "/startupz" | "/metrics" | "/drain") => reply(
+        (_, "/livez" | "/readyz" | "/startupz" | "/metrics" | "/drain" | "/drain/safe") => reply(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed\n".to_owned(),
         ),
         _ => reply(
             StatusCode::NOT_FOUND,
-            "not found: try /livez /readyz /startupz /metrics or POST /drain\n".to_owned(),
+            "not found: try /livez /readyz /startupz /metrics or /drain\n".to_owned(),
         ),
     };
     Ok(response)
+}
+
+/// Whether the query string holds `name` or `name=true`.
+fn has_flag(req: &Request<Incoming>, name: &str) -> bool {
+    req.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv == name || kv.strip_prefix(name) == Some("=true"))
+    })
+}
+
+/// The pod's own evidence for the gate, as JSON. `quiet`: draining, nothing in flight, and no
+/// connection or request arrived for the quiet window (counted from the drain's start, since
+/// traffic before it proves nothing). `busy_tasks`: tracked long-running tasks still running.
+fn drain_status(lameduck: &Lameduck) -> String {
+    let shutdown = lameduck.shutdown();
+    let snapshot = lameduck.lifecycle().snapshot();
+    let activity = shutdown.activity();
+    let settings = shutdown.config().settings();
+    let now = tokio::time::Instant::now();
+    let since = snapshot
+        .held_since
+        .or(snapshot.entered(Phase::Draining))
+        .filter(|_| snapshot.phase >= Phase::Draining);
+    let quiet_for = since.map(|start| {
+        let last = activity.last_arrival().map_or(start, |last| last.max(start));
+        now.saturating_duration_since(last)
+    });
+    let in_flight = activity.in_flight();
+    let quiet = quiet_for.is_some_and(|q| q >= settings.quiet_window) && in_flight == 0;
+    let millis = |d: std::time::Duration| d.as_millis().to_string();
+    // Hand-written JSON: the values are numbers, booleans and trigger names of our own, and the
+    // container entrypoint stays free of a JSON library.
+    let trigger = snapshot
+        .trigger
+        .map_or_else(|| "null".to_owned(), |t| format!("\"{t}\""));
+    format!(
+        concat!(
+            "{{\"phase\":\"{}\",\"trigger\":{},\"held\":{},\"confirmed_safe\":{},",
+            "\"quiet\":{},\"quiet_for_ms\":{},\"quiet_window_ms\":{},\"in_flight\":{},",
+            "\"arrivals\":{},\"busy_tasks\":{}}}\n"
+        ),
+        snapshot.phase.as_str(),
+        trigger,
+        snapshot.held,
+        snapshot.confirmed_safe,
+        quiet,
+        quiet_for.map_or_else(|| "null".to_owned(), millis),
+        millis(settings.quiet_window),
+        in_flight,
+        activity.arrivals(),
+        shutdown.tasks().len(),
+    )
 }

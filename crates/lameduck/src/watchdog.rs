@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use lameduck_core::{Phase, Shutdown};
+use lameduck_core::Shutdown;
 
 /// Once draining starts, arms a thread that exits the process shortly after the plan's
 /// `exit_by` (half the safety margin later, at most 1 s), still before SIGKILL.
@@ -11,7 +11,8 @@ use lameduck_core::{Phase, Shutdown};
 pub(crate) fn arm_when_draining(shutdown: Shutdown) {
     tokio::spawn(async move {
         let lifecycle = shutdown.lifecycle();
-        lifecycle.reached(Phase::Draining).await;
+        // Not while held for the gate: that hold may be cancelled, and no budget runs yet.
+        lifecycle.drain_started().await;
         let Some(plan) = shutdown.plan() else { return };
         let settings = shutdown.config().settings();
         let slack = (settings.safety_margin / 2).min(Duration::from_secs(1));

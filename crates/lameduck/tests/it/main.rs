@@ -6,6 +6,7 @@
 mod budget;
 mod config;
 mod connections;
+mod gate_drain;
 #[cfg(feature = "tonic")]
 mod grpc;
 mod probes;

@@ -63,12 +63,13 @@ async fn drain_endpoint_starts_the_drain_and_a_later_sigterm_is_not_a_forced_sto
     let mut conn = lameduck_testkit::Http1Conn::connect(app.admin)
         .await
         .unwrap();
-    assert_eq!(
-        conn.get("/drain").await.unwrap().status,
-        405,
-        "GET must not drain"
+    let status = conn.get("/drain").await.unwrap();
+    assert_eq!(status.status, 200, "GET /drain reports the drain status");
+    assert!(
+        String::from_utf8_lossy(&status.body).starts_with("{\"phase\":\"serving\""),
+        "{status:?}"
     );
-    assert_eq!(app.admin("/readyz").await.0, 200);
+    assert_eq!(app.admin("/readyz").await.0, 200, "GET must not drain");
 
     assert_eq!(
         post(app.admin, "/drain").await,
