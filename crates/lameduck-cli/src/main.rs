@@ -6,8 +6,12 @@
 #[cfg(feature = "demo-app")]
 mod demo_app;
 mod exit;
+#[cfg(feature = "gate")]
+mod gate;
 #[cfg(feature = "lint")]
 mod lint;
+#[cfg(any(feature = "run", feature = "gate"))]
+mod logs;
 #[cfg(feature = "run")]
 mod run;
 #[cfg(feature = "verify")]
@@ -44,6 +48,9 @@ enum Command {
     /// Probe an HTTP URL or tcp://host:port and exit 0 when it answers.
     #[cfg(feature = "run")]
     Probe(run::ProbeArgs),
+    /// The admission webhook that admits a pod's deletion only once it is safe.
+    #[cfg(feature = "gate")]
+    Gate(gate::Args),
     /// Run the app as replicas behind emulated routers, roll it, and count failed requests.
     #[cfg(feature = "verify")]
     Verify(verify::Args),
@@ -73,6 +80,8 @@ fn dispatch(command: Command) -> Result<ExitCode, Failure> {
         Command::Wait(args) => run::wait(args),
         #[cfg(feature = "run")]
         Command::Probe(args) => run::probe(args),
+        #[cfg(feature = "gate")]
+        Command::Gate(args) => gate::main(args),
         #[cfg(feature = "verify")]
         Command::Verify(args) => verify::main(args),
         #[cfg(feature = "demo-app")]

@@ -1,7 +1,6 @@
 //! `lameduck run`, `sleep`, `wait` and `probe`: flags → the lameduck-run crate → exit codes.
 
 use std::ffi::OsString;
-use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -13,6 +12,7 @@ use lameduck_run::{
 };
 
 use crate::exit::Failure;
+use crate::logs::LogFormat;
 
 const RUN_EXAMPLES: &str = "\
 Examples:
@@ -208,15 +208,6 @@ fn accept_proxy_protocol(value: &str) -> Result<AcceptProxyProtocol, String> {
     }
 }
 
-/// How `lameduck run` writes its log lines (to stderr, beside the app's).
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum LogFormat {
-    /// `2026-11-29T13:31:39.068748Z  INFO started the app ... pid=1999`.
-    Text,
-    /// `{"timestamp":"...","level":"INFO","message":"started the app ...","pid":"1999"}`.
-    Json,
-}
-
 /// Flags of `lameduck sleep`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example (Kubernetes, image without a shell):\n  \
@@ -261,7 +252,7 @@ pub struct ProbeArgs {
     pub timeout: Duration,
 }
 
-fn duration(value: &str) -> Result<Duration, String> {
+pub(crate) fn duration(value: &str) -> Result<Duration, String> {
     lameduck_run::parse_duration("value", value).map_err(|_| {
         format!("{value:?} is not a duration (use e.g. 5s, 500ms, 1m30s or plain seconds)")
     })
@@ -287,14 +278,7 @@ fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, Failure> {
 
 /// Runs `lameduck run`.
 pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
-    let logs = tracing_subscriber::fmt()
-        .with_max_level(args.log)
-        .with_target(false)
-        .with_writer(std::io::stderr);
-    match args.log_format {
-        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => logs.json().flatten_event(true).init(),
-    }
+    crate::logs::init(args.log, args.log_format);
     let proxies = proxy_configs(&args)?;
     let mut builder = Builder::from_env().map_err(Failure::usage)?;
     if let Some(admin) = &args.admin {

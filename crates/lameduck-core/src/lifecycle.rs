@@ -209,7 +209,10 @@ impl Lifecycle {
             if s.phase >= Phase::Draining {
                 return false;
             }
-            for p in Phase::ALL.iter().filter(|p| **p > s.phase && **p <= Phase::Draining) {
+            for p in Phase::ALL
+                .iter()
+                .filter(|p| **p > s.phase && **p <= Phase::Draining)
+            {
                 s.entered[p.index()] = Some(now);
             }
             s.phase = Phase::Draining;
@@ -370,7 +373,10 @@ mod tests {
         assert!(lc.confirm_safe());
         assert!(lc.cancel_hold());
         let snap = lc.snapshot();
-        assert_eq!((snap.phase, snap.held, snap.confirmed_safe), (Phase::Serving, false, false));
+        assert_eq!(
+            (snap.phase, snap.held, snap.confirmed_safe),
+            (Phase::Serving, false, false)
+        );
         assert_eq!(snap.entered(Phase::Draining), None);
 
         assert!(lc.hold());
@@ -380,8 +386,14 @@ mod tests {
         });
         tokio::time::advance(std::time::Duration::from_secs(5)).await;
         tokio::task::yield_now().await;
-        assert!(!waiter.is_finished(), "a held drain has not started its wait");
-        assert!(lc.drain(Trigger::Signal("SIGTERM")), "the signal releases the hold");
+        assert!(
+            !waiter.is_finished(),
+            "a held drain has not started its wait"
+        );
+        assert!(
+            lc.drain(Trigger::Signal("SIGTERM")),
+            "the signal releases the hold"
+        );
         waiter.await.unwrap();
         let snap = lc.snapshot();
         assert!(!snap.held);

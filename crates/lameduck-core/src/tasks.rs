@@ -23,7 +23,8 @@ pub struct TrackedTasks {
 #[derive(Debug, Default)]
 struct Running {
     next_id: u64,
-    tasks: BTreeMap<u64, (String, tokio::task::AbortHandle)>,
+    /// Name, abort handle, and whether it is busy work (see [`TrackedTasks::spawn_resident`]).
+    tasks: BTreeMap<u64, (String, tokio::task::AbortHandle, bool)>,
 }
 
 impl TrackedTasks {
@@ -37,6 +38,31 @@ impl TrackedTasks {
 
     /// Spawns `task(token)` on the current tokio runtime; `token` fires at Closing.
     pub fn spawn<F, Fut>(&self, name: impl Into<String>, task: F) -> JoinHandle<Fut::Output>
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: Future + Send + 'static,
+        Fut::Output: Send + 'static,
+    {
+        self.track(name.into(), true, task)
+    }
+
+    /// Like [`TrackedTasks::spawn`], for a task that lives as long as the process (the child
+    /// process `lameduck run` supervises, a consumer loop): awaited at Closing like any other,
+    /// but not busy work, so [`TrackedTasks::busy`] does not count it.
+    pub fn spawn_resident<F, Fut>(
+        &self,
+        name: impl Into<String>,
+        task: F,
+    ) -> JoinHandle<Fut::Output>
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: Future + Send + 'static,
+        Fut::Output: Send + 'static,
+    {
+        self.track(name.into(), false, task)
+    }
+
+    fn track<F, Fut>(&self, name: String, busy: bool, task: F) -> JoinHandle<Fut::Output>
     where
         F: FnOnce(CancellationToken) -> Fut,
         Fut: Future + Send + 'static,
@@ -56,7 +82,7 @@ impl TrackedTasks {
                 .remove(&id);
             output
         });
-        guard.tasks.insert(id, (name.into(), handle.abort_handle()));
+        guard.tasks.insert(id, (name, handle.abort_handle(), busy));
         handle
     }
 
@@ -67,6 +93,18 @@ impl TrackedTasks {
             .unwrap_or_else(PoisonError::into_inner)
             .tasks
             .len()
+    }
+
+    /// How many tasks of busy work (not resident ones) are still running: long work the
+    /// gate waits for before it lets the pod go.
+    pub fn busy(&self) -> usize {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tasks
+            .values()
+            .filter(|(_, _, busy)| *busy)
+            .count()
     }
 
     /// Whether no tracked task is running.
@@ -83,7 +121,7 @@ impl TrackedTasks {
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         std::mem::take(&mut running.tasks)
             .into_values()
-            .map(|(name, abort)| {
+            .map(|(name, abort, _)| {
                 abort.abort();
                 name
             })

@@ -189,7 +189,7 @@ fn set_readiness(lameduck: &Lameduck, config: &RunConfig) {
 /// signal; at the forced close it SIGKILLs the group. Closing lasts until the app exited.
 fn supervise(lameduck: &Lameduck, pid: Pid, stop_signal: Signal, reaped: Reaped) {
     let shutdown = lameduck.shutdown().clone();
-    lameduck.spawn_task("app", move |closing| async move {
+    lameduck.spawn_resident_task("app", move |closing| async move {
         tokio::select! {
             _ = reaped.main_exited() => return,
             () = closing.cancelled() => {}

@@ -108,7 +108,9 @@ async fn respond(
                 let why = match (snapshot.phase, snapshot.trigger) {
                     (Phase::Starting | Phase::Serving, _) => "not draining".to_owned(),
                     (phase, Some(trigger)) => {
-                        format!("phase {phase}, started by {trigger}: only a held drain can be cancelled")
+                        format!(
+                            "phase {phase}, started by {trigger}: only a held drain can be cancelled"
+                        )
                     }
                     (phase, None) => format!("phase {phase}: only a held drain can be cancelled"),
                 };
@@ -117,12 +119,18 @@ async fn respond(
         }
         (&Method::POST, "/drain/safe") => {
             if lameduck.lifecycle().confirm_safe() {
-                reply(StatusCode::OK, "confirmed safe; the drain wait ends at once\n".to_owned())
+                reply(
+                    StatusCode::OK,
+                    "confirmed safe; the drain wait ends at once\n".to_owned(),
+                )
             } else if lameduck.lifecycle().snapshot().confirmed_safe {
                 reply(StatusCode::OK, "already confirmed safe\n".to_owned())
             } else {
                 let phase = lameduck.lifecycle().phase();
-                reply(StatusCode::CONFLICT, format!("phase {phase}: not draining\n"))
+                reply(
+                    StatusCode::CONFLICT,
+                    format!("phase {phase}: not draining\n"),
+                )
             }
         }
         (&Method::POST, "/drain") => {
@@ -162,7 +170,8 @@ fn has_flag(req: &Request<Incoming>, name: &str) -> bool {
 
 /// The pod's own evidence for the gate, as JSON. `quiet`: draining, nothing in flight, and no
 /// connection or request arrived for the quiet window (counted from the drain's start, since
-/// traffic before it proves nothing). `busy_tasks`: tracked long-running tasks still running.
+/// traffic before it proves nothing). `busy_tasks`: tracked tasks of long work still running
+/// (resident tasks, such as the child `lameduck run` supervises, are not busy work).
 fn drain_status(lameduck: &Lameduck) -> String {
     let shutdown = lameduck.shutdown();
     let snapshot = lameduck.lifecycle().snapshot();
@@ -174,7 +183,9 @@ fn drain_status(lameduck: &Lameduck) -> String {
         .or(snapshot.entered(Phase::Draining))
         .filter(|_| snapshot.phase >= Phase::Draining);
     let quiet_for = since.map(|start| {
-        let last = activity.last_arrival().map_or(start, |last| last.max(start));
+        let last = activity
+            .last_arrival()
+            .map_or(start, |last| last.max(start));
         now.saturating_duration_since(last)
     });
     let in_flight = activity.in_flight();
@@ -200,6 +211,6 @@ fn drain_status(lameduck: &Lameduck) -> String {
         millis(settings.quiet_window),
         in_flight,
         activity.arrivals(),
-        shutdown.tasks().len(),
+        shutdown.tasks().busy(),
     )
 }

@@ -273,6 +273,22 @@ impl Lameduck {
         self.inner.shutdown.tasks().spawn(name, task)
     }
 
+    /// Like [`Lameduck::spawn_task`], for a task that lives as long as the process (a
+    /// supervised child, a consumer loop): not busy work, so the gate does not wait for it.
+    pub fn spawn_resident_task<F, Fut>(
+        &self,
+        name: impl Into<String>,
+        task: F,
+    ) -> JoinHandle<Fut::Output>
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: Future + Send + 'static,
+        Fut::Output: Send + 'static,
+    {
+        self.start();
+        self.inner.shutdown.tasks().spawn_resident(name, task)
+    }
+
     /// Serves HTTP/1.1 and HTTP/2 (h2c) on `listener` (a [`TcpListener`], or any
     /// [`Listener`](crate::Listener)) until the shutdown finished.
     pub fn serve<S, B, L>(&self, listener: L, service: S) -> Serve<S, B, L>

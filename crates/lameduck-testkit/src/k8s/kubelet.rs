@@ -71,11 +71,18 @@ impl PodNet {
 pub struct KubeletOptions {
     /// How many nodes (`node-0` …) to create.
     pub nodes: usize,
+    /// A file kept up to date with one `POD_IP:PORT LOOPBACK_ADDRESS` line per running pod's
+    /// port, for a child process that must reach pods (e.g. `lameduck gate serve
+    /// --pod-address-map`).
+    pub address_map: Option<std::path::PathBuf>,
 }
 
 impl Default for KubeletOptions {
     fn default() -> Self {
-        Self { nodes: 3 }
+        Self {
+            nodes: 3,
+            address_map: None,
+        }
     }
 }
 
@@ -104,6 +111,7 @@ struct State {
 
 struct Shared {
     client: kube::Client,
+    address_map: Option<std::path::PathBuf>,
     state: Mutex<State>,
     runtime: Box<dyn PodRuntime>,
 }
@@ -154,6 +162,7 @@ impl FakeKubelet {
         };
         let shared = Arc::new(Shared {
             client,
+            address_map: options.address_map.clone(),
             state: Mutex::new(state),
             runtime: Box::new(runtime),
         });
@@ -435,12 +444,11 @@ async fn start_pod(shared: &Arc<Shared>, pod: &Pod, node: &str) -> Result<(), Er
             )));
         }
     }
-    shared
-        .state
-        .lock()
-        .expect("kubelet state")
-        .pods
-        .insert(uid, running);
+    {
+        let mut state = shared.state.lock().expect("kubelet state");
+        state.pods.insert(uid, running);
+        write_address_map(shared, &state);
+    }
     report_running(shared, pod, node, &net).await?;
     sync_conditions(shared, pod).await
 }
@@ -731,5 +739,24 @@ fn forget(shared: &Shared, pod: &Pod) {
             task.abort();
         }
         state.free_ips.push(running.net.ip);
+        write_address_map(shared, &state);
+    }
+}
+
+/// Rewrites the address map file (written to a temporary name, then renamed, so a reader
+/// never sees half of it).
+fn write_address_map(shared: &Shared, state: &State) {
+    let Some(path) = &shared.address_map else {
+        return;
+    };
+    let mut text = String::new();
+    for pod in state.pods.values() {
+        for (port, addr) in &pod.net.ports {
+            text.push_str(&format!("{}:{port} {addr}\n", pod.net.ip));
+        }
+    }
+    let partial = path.with_extension("partial");
+    if let Err(e) = std::fs::write(&partial, text).and_then(|()| std::fs::rename(&partial, path)) {
+        tracing::warn!(path = %path.display(), "fake kubelet: address map: {e}");
     }
 }

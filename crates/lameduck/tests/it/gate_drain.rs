@@ -54,8 +54,16 @@ async fn a_held_drain_serves_fails_readiness_and_can_be_cancelled() {
         ],
     )
     .await;
-    assert_eq!(call(app.admin, "DELETE", "/drain").await.0, 409, "nothing to cancel");
-    assert_eq!(call(app.admin, "POST", "/drain/safe").await.0, 409, "not draining");
+    assert_eq!(
+        call(app.admin, "DELETE", "/drain").await.0,
+        409,
+        "nothing to cancel"
+    );
+    assert_eq!(
+        call(app.admin, "POST", "/drain/safe").await.0,
+        409,
+        "not draining"
+    );
 
     assert_eq!(
         call(app.admin, "POST", "/drain?hold").await,
@@ -64,13 +72,20 @@ async fn a_held_drain_serves_fails_readiness_and_can_be_cancelled() {
     assert_eq!(app.admin("/readyz").await, (503, "draining\n".to_owned()));
     let reply = get_once(app.addr, "/").await.expect("served while held");
     assert_eq!(reply.status, 200);
-    assert!(reply.says_close(), "held like a drain: keep-alive clients reconnect");
+    assert!(
+        reply.says_close(),
+        "held like a drain: keep-alive clients reconnect"
+    );
     let (status, json) = call(app.admin, "GET", "/drain").await;
     assert_eq!(status, 200);
     assert_eq!(field(&json, "held"), "true", "{json}");
     assert_eq!(field(&json, "trigger"), "\"gate (held)\"", "{json}");
     assert_eq!(field(&json, "in_flight"), "0", "{json}");
-    assert_eq!(field(&json, "quiet"), "false", "a request arrived just now: {json}");
+    assert_eq!(
+        field(&json, "quiet"),
+        "false",
+        "a request arrived just now: {json}"
+    );
 
     // Held well past min_wait and the quiet window, the process is still draining, not
     // closing: no drain wait runs until the stop signal.
@@ -113,11 +128,18 @@ async fn once_confirmed_safe_the_stop_signal_goes_straight_to_closing() {
     assert_eq!(call(app.admin, "POST", "/drain?hold=true").await.0, 200);
     assert_eq!(
         call(app.admin, "POST", "/drain/safe").await,
-        (200, "confirmed safe; the drain wait ends at once\n".to_owned())
+        (
+            200,
+            "confirmed safe; the drain wait ends at once\n".to_owned()
+        )
     );
     let (_, json) = call(app.admin, "GET", "/drain").await;
     assert_eq!(field(&json, "confirmed_safe"), "true", "{json}");
-    assert_eq!(field(&json, "phase"), "\"draining\"", "held until the signal: {json}");
+    assert_eq!(
+        field(&json, "phase"),
+        "\"draining\"",
+        "held until the signal: {json}"
+    );
 
     app.child.signal(Signal::SIGTERM);
     assert!(
