@@ -39,6 +39,16 @@ pub enum Verdict {
     },
 }
 
+/// What a pod's budgets say about taking it out for an eviction.
+enum Budget {
+    /// Nothing stands in the way.
+    Clear,
+    /// This budget allows no disruption: the API server refuses the eviction itself.
+    Refused(String),
+    /// Another pod of this budget is out of traffic and not gone yet.
+    Waiting { budget: String, pod: String },
+}
+
 /// Which way the pod is going.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -57,6 +67,10 @@ struct Tracked {
     clear_since: Option<Instant>,
     /// Whether the max hold was reported already.
     escalated: bool,
+    /// Whether the gate let the deletion through. The pod stays tracked until it terminates:
+    /// if the deletion does not follow after all (a budget refused the eviction after the
+    /// webhook allowed it), the cancel loop puts it back in service.
+    released: bool,
 }
 
 /// The admission webhook's state: caches, the pods taken out of traffic, metrics.
@@ -159,13 +173,27 @@ impl Gate {
         let uid = pod.uid().unwrap_or_default();
         let known = self.tracked.lock().expect("tracked").contains_key(&uid);
         if !known {
-            if kind == Kind::Evict
-                && let Some(budget) = self.budget_blocking(&pod).await
-            {
-                // The API server refuses it itself (429); taking the pod out first would only
-                // leave it out of traffic.
-                tracing::info!(pod = %key(&pod), budget, "eviction blocked by a budget: not taking the pod out");
-                return Verdict::Allow(Vec::new());
+            if kind == Kind::Evict {
+                match self.budget_check(&pod).await {
+                    Budget::Clear => {}
+                    Budget::Refused(budget) => {
+                        // The API server refuses it itself (429); taking the pod out first
+                        // would only leave it out of traffic.
+                        tracing::info!(pod = %key(&pod), budget, "eviction refused by its budget: not taking the pod out");
+                        return Verdict::Allow(Vec::new());
+                    }
+                    Budget::Waiting { budget, pod: other } => {
+                        let message = format!(
+                            "lameduck gate: {} stays in service until {other} (out of traffic, PodDisruptionBudget {budget}) is gone; retry",
+                            key(&pod)
+                        );
+                        return Verdict::Deny {
+                            code: 429,
+                            message,
+                            warnings: Vec::new(),
+                        };
+                    }
+                }
             }
             if let Err(verdict) = self.take_out(&pod).await {
                 return verdict;
@@ -211,26 +239,68 @@ impl Gate {
         None
     }
 
-    /// A PodDisruptionBudget selecting the pod that allows no disruption now, if any.
-    async fn budget_blocking(&self, pod: &Pod) -> Option<String> {
-        let api: Api<PodDisruptionBudget> = Api::namespaced(
-            self.client.clone(),
-            pod.namespace().as_deref().unwrap_or("default"),
-        );
-        let budgets = api.list(&ListParams::default()).await.ok()?;
-        budgets.items.into_iter().find_map(|budget| {
-            let selects = budget
-                .spec
-                .as_ref()
-                .and_then(|s| s.selector.as_ref())
-                .is_some_and(|selector| selects(selector, pod.labels()));
+    /// Whether the pod's PodDisruptionBudgets let the gate take it out for an eviction.
+    ///
+    /// A pod the gate takes out turns unready, which its budget counts as a disruption, but
+    /// the disruption controller notices only a moment later: so while another pod of the same
+    /// budget is out of traffic (held, or admitted and not gone yet), the gate waits for it to
+    /// be gone instead of trusting `disruptionsAllowed`. One pod per budget at a time.
+    async fn budget_check(&self, pod: &Pod) -> Budget {
+        let namespace = pod.namespace().unwrap_or_default();
+        let api: Api<PodDisruptionBudget> = Api::namespaced(self.client.clone(), &namespace);
+        let Ok(budgets) = api.list(&ListParams::default()).await else {
+            return Budget::Clear; // the API server's own check still runs
+        };
+        let uid = pod.uid().unwrap_or_default();
+        for budget in budgets.items {
+            let Some(selector) = budget.spec.as_ref().and_then(|s| s.selector.clone()) else {
+                continue;
+            };
+            if !selects(&selector, pod.labels()) {
+                continue;
+            }
             let allowed = budget
                 .status
                 .as_ref()
                 .and_then(|s| s.disruptions_allowed)
                 .unwrap_or(0);
-            (selects && allowed < 1).then(|| budget.name_any())
-        })
+            if allowed < 1 {
+                return Budget::Refused(budget.name_any());
+            }
+            let others: Vec<(String, String)> = {
+                let tracked = self.tracked.lock().expect("tracked");
+                tracked
+                    .iter()
+                    .filter(|(other, t)| {
+                        **other != uid
+                            && t.pod.namespace().as_deref() == Some(namespace.as_str())
+                            && selects(&selector, t.pod.labels())
+                    })
+                    .map(|(other, t)| (other.clone(), t.pod.name_any()))
+                    .collect()
+            };
+            let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+            for (other_uid, other_name) in others {
+                match pods.get_opt(&other_name).await {
+                    Ok(Some(other)) if other.uid().as_deref() == Some(other_uid.as_str()) => {
+                        return Budget::Waiting {
+                            budget: budget.name_any(),
+                            pod: other_name,
+                        };
+                    }
+                    Ok(_) => {
+                        self.forget(&other_uid);
+                    }
+                    Err(_) => {
+                        return Budget::Waiting {
+                            budget: budget.name_any(),
+                            pod: other_name,
+                        };
+                    }
+                }
+            }
+        }
+        Budget::Clear
     }
 
     /// Takes the pod out of traffic and starts tracking it; `Err` is the answer when it cannot
@@ -270,6 +340,7 @@ impl Gate {
                 last_request: now,
                 clear_since: None,
                 escalated: false,
+                released: false,
             },
         );
         Ok(())
@@ -384,7 +455,20 @@ impl Gate {
     }
 
     async fn release(&self, uid: &str, pod: &Pod, held_for: Duration) -> Verdict {
-        let handle = self.forget(uid).map(|t| t.handle);
+        let (handle, first_release) = {
+            let mut tracked = self.tracked.lock().expect("tracked");
+            match tracked.get_mut(uid) {
+                Some(t) => (
+                    Some(t.handle.clone()),
+                    !std::mem::replace(&mut t.released, true),
+                ),
+                None => (None, false),
+            }
+        };
+        if !first_release {
+            // A retry after an admission the API server did not carry out: still safe.
+            return Verdict::Allow(Vec::new());
+        }
         let mut warnings = Vec::new();
         if let Some(Handle::Lameduck(addr)) = handle
             && let Err(e) = pods::confirm_safe(addr, self.settings.pod_call_timeout).await
@@ -419,10 +503,18 @@ impl Gate {
         let max = humantime::format_duration(hold.max_hold);
         match hold.policy {
             HoldPolicy::BestEffort => {
-                let handle = self.forget(uid);
-                self.metrics.escalated(hold.policy);
-                if let Some(t) = handle {
-                    self.metrics.held(t.first_request.elapsed());
+                if first {
+                    self.metrics.escalated(hold.policy);
+                }
+                let first_release = {
+                    let mut tracked = self.tracked.lock().expect("tracked");
+                    tracked
+                        .get_mut(uid)
+                        .map(|t| !std::mem::replace(&mut t.released, true))
+                        .unwrap_or(false)
+                };
+                if first_release {
+                    self.metrics.held(hold.max_hold);
                 }
                 let note =
                     format!("max hold {max} reached, still pending: {what}; allowed (best-effort)");
@@ -497,7 +589,7 @@ impl Gate {
                     }
                 }
             }
-            Ok(_) => {} // gone, replaced, or terminating: nothing to undo
+            Ok(_) => {} // gone, replaced, or terminating: the deletion followed
             Err(e) => {
                 tracing::warn!(pod = %key(pod), "checking a pod taken out of traffic: {e}");
                 return; // keep it tracked: try again next time

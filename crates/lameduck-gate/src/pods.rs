@@ -231,7 +231,13 @@ pub async fn prepare_pending(
     let addr = addresses.resolve(host, uri.port_u16().unwrap_or(80))?;
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let (status, body) = call(addr, Method::POST, path, timeout).await?;
-    Ok((status != StatusCode::OK).then(|| format!("prepare hook answered {status}: {body}")))
+    Ok((status != StatusCode::OK).then(|| {
+        if body.is_empty() {
+            format!("prepare hook answered {status}")
+        } else {
+            format!("prepare hook answered {status}: {body}")
+        }
+    }))
 }
 
 /// Sets the readiness gate condition through `pods/status` (a strategic merge by type, so the
