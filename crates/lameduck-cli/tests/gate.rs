@@ -589,3 +589,33 @@ async fn bad_input_gets_a_clear_answer() {
     let log = cluster.gate_log();
     assert!(log.contains("could not take it out of traffic"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_without_lameduck_is_taken_out_through_its_readiness_gate() {
+    let Some(cluster) = Cluster::start(PodSettings::default(), &[]).await else {
+        return;
+    };
+    // Ready only once the gate opened the readiness gate it declares.
+    cluster.deploy_plain("legacy", 2).await;
+    let pod = cluster.pod_names("legacy").await[0].clone();
+    let started = Instant::now();
+    cluster
+        .pods()
+        .delete(&pod, &DeleteParams::default())
+        .await
+        .unwrap();
+    let held = started.elapsed();
+    println!("readiness-gate pod: DELETE held {} ms", held.as_millis());
+    assert!(
+        held >= Duration::from_millis(900),
+        "admitted before the 1 s margin"
+    );
+    let log = cluster.gate_log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("safe: every EndpointSlice") && l.contains(pod.as_str())),
+        "{log}"
+    );
+    let notes = events_for(&cluster, &pod, "TakenOutOfTraffic").await;
+    assert_eq!(notes.len(), 1, "one Event when taken out");
+}

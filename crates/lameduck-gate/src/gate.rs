@@ -108,6 +108,11 @@ impl Gate {
         }
     }
 
+    /// The API client.
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
     /// The settings.
     pub fn settings(&self) -> &Settings {
         &self.settings

@@ -13,6 +13,7 @@ mod caches;
 mod gate;
 mod metrics;
 mod pods;
+mod serving;
 mod settings;
 mod webhook;
 
@@ -95,6 +96,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
         caches,
     ));
     tokio::spawn(Arc::clone(&gate).cancel_loop());
+    tokio::spawn(serving::open_new_pods(gate.client().clone()));
     tracing::info!(
         %addr,
         sync_margin = ?gate.settings().sync_margin,

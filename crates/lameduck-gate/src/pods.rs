@@ -154,7 +154,7 @@ pub async fn take_out(
                 Err(format!("POST /drain?hold: {status} {body}"))
             }
         }
-        Handle::ReadinessGate => set_serving(client, pod, false).await,
+        Handle::ReadinessGate => set_serving(&namespaced(client, pod), &pod_name(pod), false).await,
     }
 }
 
@@ -174,7 +174,7 @@ pub async fn put_back(
                 Err(format!("DELETE /drain: {status} {body}"))
             }
         }
-        Handle::ReadinessGate => set_serving(client, pod, true).await,
+        Handle::ReadinessGate => set_serving(&namespaced(client, pod), &pod_name(pod), true).await,
     }
 }
 
@@ -240,11 +240,20 @@ pub async fn prepare_pending(
     }))
 }
 
+fn namespaced(client: &kube::Client, pod: &Pod) -> Api<Pod> {
+    Api::namespaced(
+        client.clone(),
+        pod.metadata.namespace.as_deref().unwrap_or("default"),
+    )
+}
+
+fn pod_name(pod: &Pod) -> String {
+    pod.metadata.name.clone().unwrap_or_default()
+}
+
 /// Sets the readiness gate condition through `pods/status` (a strategic merge by type, so the
 /// kubelet's own conditions stay).
-async fn set_serving(client: &kube::Client, pod: &Pod, serving: bool) -> Result<(), String> {
-    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let name = pod.metadata.name.as_deref().unwrap_or_default();
+pub(crate) async fn set_serving(api: &Api<Pod>, name: &str, serving: bool) -> Result<(), String> {
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     let (status, reason) = if serving {
         ("True", "Serving")
@@ -255,7 +264,6 @@ async fn set_serving(client: &kube::Client, pod: &Pod, serving: bool) -> Result<
         "type": SERVING_CONDITION, "status": status, "reason": reason,
         "lastTransitionTime": now,
     }]}});
-    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     api.patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
         .await
         .map(|_| ())

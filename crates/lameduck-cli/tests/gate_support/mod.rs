@@ -61,6 +61,9 @@ fn pod_runtime(
     settings: PodSettings,
 ) -> impl Fn(&Pod, &PodNet) -> Result<Option<PodProcess>, String> + Send + Sync + 'static {
     move |pod: &Pod, net: &PodNet| {
+        if net.loopback(HTTP).is_none() {
+            return Ok(None); // a pod without lameduck: it lives in the API only
+        }
         let name = pod.metadata.name.clone().unwrap_or_default();
         let port = |p: u16| {
             net.loopback(p)
@@ -207,6 +210,46 @@ impl Cluster {
         })
         .await
         .unwrap_or_else(|| panic!("{replicas} ready endpoints of {name}"));
+    }
+
+    /// A Deployment of `replicas` pods without lameduck (no process behind them) that declare
+    /// the readiness gate `lameduck.dev/serving`, and a Service; waits until every endpoint is
+    /// ready (which needs the gate to open the readiness gate).
+    pub async fn deploy_plain(&self, name: &str, replicas: usize) {
+        let deployment: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {
+                        "readinessGates": [{"conditionType": "lameduck.dev/serving"}],
+                        "containers": [{"name": "app", "image": "legacy:1", "ports": [{"containerPort": 9090}]}],
+                    },
+                },
+            },
+        }))
+        .unwrap();
+        Api::<Deployment>::namespaced(self.client.clone(), NS)
+            .create(&PostParams::default(), &deployment)
+            .await
+            .unwrap();
+        let service: Service = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 9090}]},
+        }))
+        .unwrap();
+        Api::<Service>::namespaced(self.client.clone(), NS)
+            .create(&PostParams::default(), &service)
+            .await
+            .unwrap();
+        poll_until(WAIT, Duration::from_millis(100), || async {
+            let found = self.endpoints(name).await;
+            (found.len() == replicas && found.values().all(|&(ready, ..)| ready)).then_some(())
+        })
+        .await
+        .unwrap_or_else(|| panic!("{replicas} ready endpoints of {name}: {}", self.gate_log()));
     }
 
     /// The Service's endpoints by pod name: (ready, serving, terminating).
