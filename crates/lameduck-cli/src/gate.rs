@@ -123,6 +123,10 @@ pub fn main(args: Args) -> Result<ExitCode, Failure> {
             .pod_address_map
             .map_or(PodAddresses::Direct, PodAddresses::MapFile),
     };
+    options
+        .settings
+        .validate()
+        .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -257,7 +257,12 @@ async fn evictions_get_429_until_safe_and_a_budget_takes_the_second_pod_out_only
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_whose_eviction_is_not_retried_is_put_back_in_service() {
-    let Some(cluster) = Cluster::start(PodSettings::default(), &["--cancel-after=3s"]).await else {
+    let Some(cluster) = Cluster::start(
+        PodSettings::default(),
+        &["--cancel-after=3s", "--hold-limit=2s"],
+    )
+    .await
+    else {
         return;
     };
     cluster
@@ -577,11 +582,12 @@ async fn bad_input_gets_a_clear_answer() {
         .await;
     let pod = cluster.pod_names("odd").await[0].clone();
     let started = Instant::now();
-    cluster
-        .pods()
-        .delete(&pod, &DeleteParams::default())
-        .await
-        .unwrap();
+    if let Err(e) = cluster.pods().delete(&pod, &DeleteParams::default()).await {
+        panic!(
+            "DELETE of {pod}: {e}; the gate's log:\n{}",
+            cluster.gate_log()
+        );
+    }
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "held a pod it cannot drain"

@@ -1,27 +1,33 @@
 //! The decision: allow a pod's deletion or eviction now, hold it, or refuse it for now.
+//!
+//! What must survive a replica lives on the pod ([`HoldRecord`]); a replica keeps only what it
+//! observed itself (since when the slices are clear, whether it reported the max hold).
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::ListParams;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, Operation};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Resource, ResourceExt};
 use tokio::time::Instant;
 
+use crate::budget::{self, Budget};
 use crate::caches::Caches;
+use crate::hold_record::HoldRecord;
+use crate::lease::Leadership;
 use crate::metrics::Metrics;
 use crate::pods::{self, Handle, PodAddresses};
 use crate::settings::{HoldPolicy, OPT_IN_LABEL, OPT_IN_VALUE, PodHold, Settings};
 
 /// How often a held DELETE re-reads the evidence.
 const RECHECK: Duration = Duration::from_millis(100);
+/// A held pod's record is rewritten at most this often (each write is a PATCH of the pod).
+const TOUCH_EVERY: Duration = Duration::from_secs(2);
+/// What a replica observed of a pod is forgotten after this long without a request.
+const FORGET_AFTER: Duration = Duration::from_secs(600);
 
 /// What the gate answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,16 +45,6 @@ pub enum Verdict {
     },
 }
 
-/// What a pod's budgets say about taking it out for an eviction.
-enum Budget {
-    /// Nothing stands in the way.
-    Clear,
-    /// This budget allows no disruption: the API server refuses the eviction itself.
-    Refused(String),
-    /// Another pod of this budget is out of traffic and not gone yet.
-    Waiting { budget: String, pod: String },
-}
-
 /// Which way the pod is going.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -56,31 +52,27 @@ enum Kind {
     Evict,
 }
 
-/// A pod the gate took out of traffic.
-struct Tracked {
-    pod: Pod,
-    handle: Handle,
-    hold: PodHold,
-    first_request: Instant,
-    last_request: Instant,
+/// What this replica observed of a held pod.
+#[derive(Debug)]
+struct Seen {
     /// Since when every EndpointSlice showed the pod not ready.
     clear_since: Option<Instant>,
-    /// Whether the max hold was reported already.
+    /// Whether this replica reported the max hold (Event, metric) already.
     escalated: bool,
-    /// Whether the gate let the deletion through. The pod stays tracked until it terminates:
-    /// if the deletion does not follow after all (a budget refused the eviction after the
-    /// webhook allowed it), the cancel loop puts it back in service.
+    /// Whether this replica let the deletion through.
     released: bool,
+    last_request: Instant,
 }
 
-/// The admission webhook's state: caches, the pods taken out of traffic, metrics.
+/// The admission webhook's state: caches, what this replica saw, metrics.
 pub struct Gate {
     client: kube::Client,
     settings: Settings,
     addresses: PodAddresses,
     caches: Caches,
     recorder: Recorder,
-    tracked: Mutex<HashMap<String, Tracked>>,
+    seen: Mutex<HashMap<String, Seen>>,
+    leadership: Arc<Leadership>,
     /// Counters and the hold histogram, for `/metrics`.
     pub metrics: Metrics,
 }
@@ -103,7 +95,8 @@ impl Gate {
             settings,
             addresses,
             caches,
-            tracked: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
+            leadership: Arc::default(),
             metrics: Metrics::default(),
         }
     }
@@ -116,6 +109,11 @@ impl Gate {
     /// The settings.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Whether this replica holds the Lease (and so runs the background loops).
+    pub fn leadership(&self) -> &Arc<Leadership> {
+        &self.leadership
     }
 
     /// Decides on one admission request. `deadline` is when the API server stops waiting
@@ -175,36 +173,21 @@ impl Gate {
             tracing::debug!(pod = %key(&pod), why, "allowed at once");
             return Verdict::Allow(Vec::new());
         }
-        let uid = pod.uid().unwrap_or_default();
-        let known = self.tracked.lock().expect("tracked").contains_key(&uid);
-        if !known {
-            if kind == Kind::Evict {
-                match self.budget_check(&pod).await {
-                    Budget::Clear => {}
-                    Budget::Refused(budget) => {
-                        // The API server refuses it itself (429); taking the pod out first
-                        // would only leave it out of traffic.
-                        tracing::info!(pod = %key(&pod), budget, "eviction refused by its budget: not taking the pod out");
-                        return Verdict::Allow(Vec::new());
-                    }
-                    Budget::Waiting { budget, pod: other } => {
-                        let message = format!(
-                            "lameduck gate: {} stays in service until {other} (out of traffic, PodDisruptionBudget {budget}) is gone; retry",
-                            key(&pod)
-                        );
-                        return Verdict::Deny {
-                            code: 429,
-                            message,
-                            warnings: Vec::new(),
-                        };
-                    }
+        let record = match HoldRecord::of(&pod) {
+            Some(record) => record,
+            None => {
+                if kind == Kind::Evict
+                    && let Some(verdict) = self.budget_verdict(&pod).await
+                {
+                    return verdict;
+                }
+                match self.take_out(&pod).await {
+                    Ok(record) => record,
+                    Err(verdict) => return verdict,
                 }
             }
-            if let Err(verdict) = self.take_out(&pod).await {
-                return verdict;
-            }
-        }
-        self.hold(&uid, &pod, kind, deadline).await
+        };
+        self.hold(&pod, record, kind, deadline).await
     }
 
     /// Why the pod is let go at once, if it is.
@@ -226,14 +209,8 @@ impl Gate {
         let ready = status
             .and_then(|s| s.conditions.as_ref())
             .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-        let tracked = self
-            .tracked
-            .lock()
-            .expect("tracked")
-            .contains_key(&pod.uid().unwrap_or_default());
-        // A pod the gate took out is not Ready because of the gate: that is no reason to let
-        // it go.
-        if !ready && !tracked {
+        // A pod the gate took out is not Ready because of the gate: no reason to let it go.
+        if !ready && HoldRecord::of(pod).is_none() {
             return Some("not ready");
         }
         let own = self.settings.own_namespace.as_deref() == pod.namespace().as_deref()
@@ -244,87 +221,53 @@ impl Gate {
         None
     }
 
-    /// Whether the pod's PodDisruptionBudgets let the gate take it out for an eviction.
-    ///
-    /// A pod the gate takes out turns unready, which its budget counts as a disruption, but
-    /// the disruption controller notices only a moment later: so while another pod of the same
-    /// budget is out of traffic (held, or admitted and not gone yet), the gate waits for it to
-    /// be gone instead of trusting `disruptionsAllowed`. One pod per budget at a time.
-    async fn budget_check(&self, pod: &Pod) -> Budget {
-        let namespace = pod.namespace().unwrap_or_default();
-        let api: Api<PodDisruptionBudget> = Api::namespaced(self.client.clone(), &namespace);
-        let Ok(budgets) = api.list(&ListParams::default()).await else {
-            return Budget::Clear; // the API server's own check still runs
-        };
-        let uid = pod.uid().unwrap_or_default();
-        for budget in budgets.items {
-            let Some(selector) = budget.spec.as_ref().and_then(|s| s.selector.clone()) else {
-                continue;
-            };
-            if !selects(&selector, pod.labels()) {
-                continue;
+    /// The answer when the pod's budgets stand in the way of taking it out for an eviction.
+    async fn budget_verdict(&self, pod: &Pod) -> Option<Verdict> {
+        match budget::check(&self.client, pod).await {
+            Budget::Clear => None,
+            Budget::Refused(budget) => {
+                // The API server refuses it itself (429); taking the pod out first would only
+                // leave it out of traffic.
+                tracing::info!(pod = %key(pod), budget, "eviction refused by its budget: not taking the pod out");
+                Some(Verdict::Allow(Vec::new()))
             }
-            let allowed = budget
-                .status
-                .as_ref()
-                .and_then(|s| s.disruptions_allowed)
-                .unwrap_or(0);
-            if allowed < 1 {
-                return Budget::Refused(budget.name_any());
-            }
-            let others: Vec<(String, String)> = {
-                let tracked = self.tracked.lock().expect("tracked");
-                tracked
-                    .iter()
-                    .filter(|(other, t)| {
-                        **other != uid
-                            && t.pod.namespace().as_deref() == Some(namespace.as_str())
-                            && selects(&selector, t.pod.labels())
-                    })
-                    .map(|(other, t)| (other.clone(), t.pod.name_any()))
-                    .collect()
-            };
-            let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
-            for (other_uid, other_name) in others {
-                match pods.get_opt(&other_name).await {
-                    Ok(Some(other)) if other.uid().as_deref() == Some(other_uid.as_str()) => {
-                        return Budget::Waiting {
-                            budget: budget.name_any(),
-                            pod: other_name,
-                        };
-                    }
-                    Ok(_) => {
-                        self.forget(&other_uid);
-                    }
-                    Err(_) => {
-                        return Budget::Waiting {
-                            budget: budget.name_any(),
-                            pod: other_name,
-                        };
-                    }
-                }
-            }
+            Budget::Waiting { budget, pod: other } => Some(Verdict::Deny {
+                code: 429,
+                message: format!(
+                    "lameduck gate: {} stays in service until {other} (out of traffic, PodDisruptionBudget {budget}) is gone; retry",
+                    key(pod)
+                ),
+                warnings: Vec::new(),
+            }),
         }
-        Budget::Clear
     }
 
-    /// Takes the pod out of traffic and starts tracking it; `Err` is the answer when it cannot
-    /// be (the gate then lets it go: it fails open).
-    async fn take_out(&self, pod: &Pod) -> Result<(), Verdict> {
-        let (hold, warnings) = PodHold::of(pod, &self.settings);
+    /// Takes the pod out of traffic and records the hold on it; `Err` is the answer when it
+    /// cannot be taken out (the gate then lets it go: it fails open).
+    ///
+    /// Nothing is written to a pod the gate lets go at once: the API server runs a DELETE's
+    /// admission inside its update of the pod, and a write to the pod in between makes it run
+    /// the admission again.
+    async fn take_out(&self, pod: &Pod) -> Result<HoldRecord, Verdict> {
         let handle = pods::handle_of(pod, &self.addresses)
             .map_err(|e| allow_warning(format!("{}: {e}; allowed without the gate", key(pod))))?;
-        pods::take_out(&self.client, pod, &handle, self.settings.pod_call_timeout)
-            .await
-            .map_err(|e| {
-                self.metrics.pod_unreachable();
-                allow_warning(format!(
-                    "{}: could not take it out of traffic ({e}); allowed without the gate",
-                    key(pod)
-                ))
-            })?;
+        let (_, warnings) = PodHold::of(pod, &self.settings);
         for warning in warnings {
             tracing::warn!(pod = %key(pod), "{warning}");
+        }
+        if let Err(e) =
+            pods::take_out(&self.client, pod, &handle, self.settings.pod_call_timeout).await
+        {
+            self.metrics.pod_unreachable();
+            return Err(allow_warning(format!(
+                "{}: could not take it out of traffic ({e}); allowed without the gate",
+                key(pod)
+            )));
+        }
+        let record = HoldRecord::begin();
+        if let Err(e) = record.write(&self.pods(pod), &pod.name_any()).await {
+            // Held all the same; only the cancel loop will not find it.
+            tracing::warn!(pod = %key(pod), "{e}");
         }
         tracing::info!(pod = %key(pod), ?handle, "taken out of traffic; holding its deletion");
         self.event(
@@ -334,26 +277,19 @@ impl Gate {
             "lameduck gate took the pod out of traffic before its deletion",
         )
         .await;
-        let now = Instant::now();
-        self.tracked.lock().expect("tracked").insert(
-            pod.uid().unwrap_or_default(),
-            Tracked {
-                pod: pod.clone(),
-                handle,
-                hold,
-                first_request: now,
-                last_request: now,
-                clear_since: None,
-                escalated: false,
-                released: false,
-            },
-        );
-        Ok(())
+        Ok(record)
     }
 
     /// Waits for the evidence: for a DELETE until `deadline` (within the hold limit), for an
     /// eviction not at all (its callers retry 429s).
-    async fn hold(&self, uid: &str, pod: &Pod, kind: Kind, deadline: Instant) -> Verdict {
+    async fn hold(
+        &self,
+        pod: &Pod,
+        mut record: HoldRecord,
+        kind: Kind,
+        deadline: Instant,
+    ) -> Verdict {
+        let uid = pod.uid().unwrap_or_default();
         let hold_until = match kind {
             Kind::Delete => {
                 let limit = Instant::now() + self.settings.hold_limit;
@@ -365,36 +301,35 @@ impl Gate {
             }
             Kind::Evict => Instant::now(),
         };
+        let (hold, _) = PodHold::of(pod, &self.settings);
+        let handle = pods::handle_of(pod, &self.addresses).ok();
         loop {
-            let (pending, since, hold) = {
-                let mut tracked = self.tracked.lock().expect("tracked");
-                let Some(entry) = tracked.get_mut(uid) else {
-                    return Verdict::Allow(Vec::new());
-                };
-                entry.last_request = Instant::now();
-                (
-                    self.slices_and_margin(entry, pod),
-                    entry.first_request,
-                    entry.hold,
-                )
-            };
-            let mut pending = pending;
+            let mut pending = self.slices_and_margin(&uid, pod);
             if pending.is_empty() {
-                pending.extend(self.pod_evidence(uid, pod).await);
+                pending.extend(self.pod_evidence(pod, handle.as_ref()).await);
             }
-            let held_for = since.elapsed();
             if pending.is_empty() {
-                return self.release(uid, pod, held_for).await;
+                return self
+                    .release(&uid, pod, handle.as_ref(), record.held_for())
+                    .await;
             }
-            if held_for >= hold.max_hold {
-                return self.at_max_hold(uid, pod, hold, &pending).await;
+            if record.held_for() >= hold.max_hold {
+                return self.at_max_hold(&uid, pod, hold, &pending).await;
             }
             if Instant::now() + RECHECK > hold_until {
+                // Refused for now: the caller's retry is a request still coming, so keep the
+                // cancel loop away. (Never written on the way to an allow: see take_out.)
+                if let Err(e) = record
+                    .touch(&self.pods(pod), &pod.name_any(), TOUCH_EVERY)
+                    .await
+                {
+                    tracing::warn!(pod = %key(pod), "{e}");
+                }
                 let message = format!(
                     "lameduck gate: {} is out of traffic but not safe to stop yet ({}); held {:.1}s, retry",
                     key(pod),
                     pending.join("; "),
-                    held_for.as_secs_f64()
+                    record.held_for().as_secs_f64()
                 );
                 return Verdict::Deny {
                     code: 429,
@@ -407,12 +342,21 @@ impl Gate {
     }
 
     /// The cluster's evidence: no EndpointSlice lists the pod ready, and the sync margin passed
-    /// since that was first seen.
-    fn slices_and_margin(&self, entry: &mut Tracked, pod: &Pod) -> Vec<String> {
+    /// since this replica first saw that.
+    fn slices_and_margin(&self, uid: &str, pod: &Pod) -> Vec<String> {
         let Some(ip) = pods::pod_ip(pod) else {
             return Vec::new();
         };
         let ready_in = self.caches.still_ready_in(ip);
+        let mut seen = self.seen.lock().expect("seen");
+        seen.retain(|_, s| s.last_request.elapsed() < FORGET_AFTER);
+        let entry = seen.entry(uid.to_owned()).or_insert_with(|| Seen {
+            clear_since: None,
+            escalated: false,
+            released: false,
+            last_request: Instant::now(),
+        });
+        entry.last_request = Instant::now();
         if !ready_in.is_empty() {
             entry.clear_since = None;
             return vec![format!(
@@ -433,15 +377,11 @@ impl Gate {
     }
 
     /// The pod's own evidence: quiet and idle (lameduck pods), and its prepare hook done.
-    async fn pod_evidence(&self, uid: &str, pod: &Pod) -> Vec<String> {
-        let handle = {
-            let tracked = self.tracked.lock().expect("tracked");
-            tracked.get(uid).map(|t| t.handle.clone())
-        };
+    async fn pod_evidence(&self, pod: &Pod, handle: Option<&Handle>) -> Vec<String> {
         let timeout = self.settings.pod_call_timeout;
         let mut pending = Vec::new();
         if let Some(Handle::Lameduck(addr)) = handle {
-            match pods::drain_status(addr, timeout).await {
+            match pods::drain_status(*addr, timeout).await {
                 Ok(status) if status.quiet && status.busy_tasks == 0 => {}
                 Ok(status) => pending.push(format!(
                     "the pod is busy (in flight {}, tracked tasks {}, quiet for {} ms)",
@@ -459,34 +399,35 @@ impl Gate {
         pending
     }
 
-    async fn release(&self, uid: &str, pod: &Pod, held_for: Duration) -> Verdict {
-        let (handle, first_release) = {
-            let mut tracked = self.tracked.lock().expect("tracked");
-            match tracked.get_mut(uid) {
-                Some(t) => (
-                    Some(t.handle.clone()),
-                    !std::mem::replace(&mut t.released, true),
-                ),
-                None => (None, false),
-            }
-        };
-        if !first_release {
-            // A retry after an admission the API server did not carry out: still safe.
-            return Verdict::Allow(Vec::new());
-        }
+    /// Marks the pod released in this replica; true the first time.
+    fn mark_released(&self, uid: &str) -> bool {
+        let mut seen = self.seen.lock().expect("seen");
+        seen.get_mut(uid)
+            .is_some_and(|s| !std::mem::replace(&mut s.released, true))
+    }
+
+    async fn release(
+        &self,
+        uid: &str,
+        pod: &Pod,
+        handle: Option<&Handle>,
+        held_for: Duration,
+    ) -> Verdict {
         let mut warnings = Vec::new();
         if let Some(Handle::Lameduck(addr)) = handle
-            && let Err(e) = pods::confirm_safe(addr, self.settings.pod_call_timeout).await
+            && let Err(e) = pods::confirm_safe(*addr, self.settings.pod_call_timeout).await
         {
             warnings.push(format!("lameduck gate: telling the pod it is safe: {e}"));
         }
-        self.metrics.held(held_for);
-        tracing::info!(pod = %key(pod), held = ?held_for, "safe: every EndpointSlice shows it not ready, margin passed; allowed");
-        let note = format!(
-            "safe after {:.1}s out of traffic; deletion allowed",
-            held_for.as_secs_f64()
-        );
-        self.event(pod, EventType::Normal, "Released", &note).await;
+        if self.mark_released(uid) {
+            self.metrics.held(held_for);
+            tracing::info!(pod = %key(pod), held = ?held_for, "safe: every EndpointSlice shows it not ready, margin passed; allowed");
+            let note = format!(
+                "safe after {:.1}s out of traffic; deletion allowed",
+                held_for.as_secs_f64()
+            );
+            self.event(pod, EventType::Normal, "Released", &note).await;
+        }
         Verdict::Allow(warnings)
     }
 
@@ -498,109 +439,110 @@ impl Gate {
         pending: &[String],
     ) -> Verdict {
         let first = {
-            let mut tracked = self.tracked.lock().expect("tracked");
-            tracked
-                .get_mut(uid)
-                .map(|t| !std::mem::replace(&mut t.escalated, true))
-                .unwrap_or(false)
+            let mut seen = self.seen.lock().expect("seen");
+            seen.get_mut(uid)
+                .is_some_and(|s| !std::mem::replace(&mut s.escalated, true))
         };
         let what = pending.join("; ");
         let max = humantime::format_duration(hold.max_hold);
-        match hold.policy {
+        let note = match hold.policy {
             HoldPolicy::BestEffort => {
-                if first {
-                    self.metrics.escalated(hold.policy);
-                }
-                let first_release = {
-                    let mut tracked = self.tracked.lock().expect("tracked");
-                    tracked
-                        .get_mut(uid)
-                        .map(|t| !std::mem::replace(&mut t.released, true))
-                        .unwrap_or(false)
-                };
-                if first_release {
-                    self.metrics.held(hold.max_hold);
-                }
-                let note =
-                    format!("max hold {max} reached, still pending: {what}; allowed (best-effort)");
-                tracing::warn!(pod = %key(pod), "{note}");
-                self.event(pod, EventType::Warning, "MaxHoldReached", &note)
-                    .await;
-                Verdict::Allow(vec![format!("lameduck gate: {note}")])
+                format!("max hold {max} reached, still pending: {what}; allowed (best-effort)")
             }
             HoldPolicy::Strict => {
-                let note =
-                    format!("max hold {max} reached, still pending: {what}; refused (strict)");
-                if first {
-                    self.metrics.escalated(hold.policy);
-                    tracing::warn!(pod = %key(pod), "{note}");
-                    self.event(pod, EventType::Warning, "MaxHoldReached", &note)
-                        .await;
-                }
-                Verdict::Deny {
-                    code: 429,
-                    message: format!("lameduck gate: {} {note}", key(pod)),
-                    warnings: Vec::new(),
-                }
+                format!("max hold {max} reached, still pending: {what}; refused (strict)")
             }
+        };
+        if first {
+            self.metrics.escalated(hold.policy);
+            tracing::warn!(pod = %key(pod), "{note}");
+            self.event(pod, EventType::Warning, "MaxHoldReached", &note)
+                .await;
+        }
+        match hold.policy {
+            HoldPolicy::BestEffort => {
+                if self.mark_released(uid) {
+                    self.metrics.held(hold.max_hold);
+                }
+                Verdict::Allow(vec![format!("lameduck gate: {note}")])
+            }
+            HoldPolicy::Strict => Verdict::Deny {
+                code: 429,
+                message: format!("lameduck gate: {} {note}", key(pod)),
+                warnings: Vec::new(),
+            },
         }
     }
 
-    fn forget(&self, uid: &str) -> Option<Tracked> {
-        self.tracked.lock().expect("tracked").remove(uid)
-    }
-
-    /// Puts back in service every pod taken out whose deletion did not follow within
-    /// `cancel_after`, and forgets pods that are gone or terminating. Runs every second for
-    /// the life of the gate.
+    /// Puts back in service every held pod whose deletion did not follow within
+    /// `cancel_after` of the last request for it. Runs every second for the life of the gate,
+    /// acting only while this replica holds the Lease.
     pub async fn cancel_loop(self: Arc<Self>) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let all: Api<Pod> = Api::all(self.client.clone());
+        let held = kube::api::ListParams::default()
+            .labels(&format!("{}=true", crate::hold_record::HELD_LABEL));
         loop {
             tick.tick().await;
-            let stale: Vec<(String, Pod, Handle)> = {
-                let tracked = self.tracked.lock().expect("tracked");
-                tracked
-                    .iter()
-                    .filter(|(_, t)| t.last_request.elapsed() >= self.settings.cancel_after)
-                    .map(|(uid, t)| (uid.clone(), t.pod.clone(), t.handle.clone()))
-                    .collect()
+            if !self.leadership.is_leader() {
+                continue;
+            }
+            let pods = match all.list(&held).await {
+                Ok(list) => list.items,
+                Err(e) => {
+                    tracing::warn!("listing held pods: {e}");
+                    continue;
+                }
             };
-            for (uid, pod, handle) in stale {
-                self.cancel(&uid, &pod, &handle).await;
+            for pod in pods {
+                let stale =
+                    HoldRecord::of(&pod).is_none_or(|r| r.idle_for() >= self.settings.cancel_after);
+                // A terminating pod's deletion followed: its hold ends with it.
+                if stale && pod.metadata.deletion_timestamp.is_none() {
+                    self.put_back(&pod).await;
+                }
             }
         }
     }
 
-    async fn cancel(&self, uid: &str, pod: &Pod, handle: &Handle) {
-        let api: Api<Pod> = Api::namespaced(
-            self.client.clone(),
-            pod.namespace().as_deref().unwrap_or("default"),
-        );
-        match api.get_opt(&pod.name_any()).await {
-            Ok(Some(now))
-                if now.uid().as_deref() == Some(uid)
-                    && now.metadata.deletion_timestamp.is_none() =>
-            {
-                match pods::put_back(&self.client, &now, handle, self.settings.pod_call_timeout)
-                    .await
-                {
-                    Ok(()) => {
-                        tracing::info!(pod = %key(pod), "no deletion followed: put back in service");
-                        self.metrics.put_back();
-                        self.event(&now, EventType::Normal, "PutBackInService", "no deletion or eviction followed; lameduck gate put the pod back in service").await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(pod = %key(pod), "could not put it back in service: {e}")
-                    }
-                }
+    async fn put_back(&self, pod: &Pod) {
+        let api = self.pods(pod);
+        let result = match pods::handle_of(pod, &self.addresses) {
+            Ok(handle) => {
+                pods::put_back(&self.client, pod, &handle, self.settings.pod_call_timeout).await
             }
-            Ok(_) => {} // gone, replaced, or terminating: the deletion followed
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {
+                tracing::info!(pod = %key(pod), "no deletion followed: put back in service");
+                self.metrics.put_back();
+                self.event(
+                    pod,
+                    EventType::Normal,
+                    "PutBackInService",
+                    "no deletion or eviction followed; lameduck gate put the pod back in service",
+                )
+                .await;
+            }
             Err(e) => {
-                tracing::warn!(pod = %key(pod), "checking a pod taken out of traffic: {e}");
-                return; // keep it tracked: try again next time
+                tracing::warn!(pod = %key(pod), "could not put it back in service: {e}; erasing the hold anyway")
             }
         }
-        self.forget(uid);
+        if let Err(e) = HoldRecord::erase(&api, &pod.name_any()).await {
+            tracing::warn!(pod = %key(pod), "{e}");
+        }
+        self.seen
+            .lock()
+            .expect("seen")
+            .remove(&pod.uid().unwrap_or_default());
+    }
+
+    fn pods(&self, pod: &Pod) -> Api<Pod> {
+        Api::namespaced(
+            self.client.clone(),
+            pod.namespace().as_deref().unwrap_or("default"),
+        )
     }
 
     async fn event(&self, pod: &Pod, type_: EventType, reason: &str, note: &str) {
@@ -616,18 +558,14 @@ impl Gate {
         }
     }
 
-    /// How many pods are out of traffic now.
+    /// How many pods this replica is holding (seen, not released).
     pub fn holding(&self) -> usize {
-        self.tracked.lock().expect("tracked").len()
-    }
-
-    /// Whether `ip` is the IP of a pod the gate holds (for tests and logs).
-    pub fn holds_ip(&self, ip: IpAddr) -> bool {
-        self.tracked
+        self.seen
             .lock()
-            .expect("tracked")
+            .expect("seen")
             .values()
-            .any(|t| pods::pod_ip(&t.pod) == Some(ip))
+            .filter(|s| !s.released)
+            .count()
     }
 }
 
@@ -644,25 +582,4 @@ fn to_pod(object: &DynamicObject) -> Result<Pod, String> {
     serde_json::to_value(object)
         .and_then(serde_json::from_value)
         .map_err(|e| e.to_string())
-}
-
-/// Whether `selector` (matchLabels and matchExpressions) selects `labels`.
-fn selects(selector: &LabelSelector, labels: &std::collections::BTreeMap<String, String>) -> bool {
-    let labels_match = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let expressions_match = selector.match_expressions.iter().flatten().all(|e| {
-        let value = labels.get(&e.key);
-        let values = e.values.as_deref().unwrap_or_default();
-        match e.operator.as_str() {
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            _ => false,
-        }
-    });
-    labels_match && expressions_match
 }

@@ -9,16 +9,22 @@
 //! eviction is answered 429 until safe, which `kubectl drain` and autoscalers retry. A pod
 //! whose deletion does not follow is put back in service.
 
+mod budget;
 mod caches;
 mod gate;
+mod hold_record;
+mod lease;
 mod metrics;
 mod pods;
 mod serving;
 mod settings;
 mod webhook;
 
+pub use budget::{Budget, selects};
 pub use caches::Caches;
 pub use gate::{Gate, Verdict};
+pub use hold_record::{HELD_LABEL, HOLD_ANNOTATION, HoldRecord};
+pub use lease::Leadership;
 pub use metrics::Metrics;
 pub use pods::{DrainStatus, Handle, PodAddresses};
 pub use settings::{
@@ -94,6 +100,21 @@ pub async fn serve(options: ServeOptions) -> Result<(), Error> {
         options.settings,
         options.addresses,
         caches,
+    ));
+    // Every replica answers admission requests; the one holding the Lease puts pods back.
+    let namespace = gate
+        .settings()
+        .own_namespace
+        .clone()
+        .unwrap_or_else(|| "default".to_owned());
+    let identity = std::env::var("POD_NAME")
+        .unwrap_or_else(|_| format!("lameduck-gate-{}", std::process::id()));
+    tokio::spawn(lease::run(
+        gate.client().clone(),
+        namespace,
+        "lameduck-gate".to_owned(),
+        identity,
+        Arc::clone(gate.leadership()),
     ));
     tokio::spawn(Arc::clone(&gate).cancel_loop());
     tokio::spawn(serving::open_new_pods(gate.client().clone()));

@@ -9,7 +9,9 @@ use kube::{Api, ResourceExt};
 
 use crate::settings::SERVING_CONDITION;
 
-/// Watches every pod (no cache is kept: each event is looked at once) for the life of the gate.
+/// Watches every pod (no cache is kept: each event is looked at once) for the life of the
+/// gate. Every replica does it, not only the Lease holder: setting a missing condition True is
+/// idempotent, and a new pod must not wait for a leader change to become Ready.
 pub async fn open_new_pods(client: kube::Client) {
     let api: Api<Pod> = Api::all(client.clone());
     let mut pods = watcher(api, watcher::Config::default())

@@ -84,6 +84,24 @@ impl Default for Settings {
     }
 }
 
+impl Settings {
+    /// Refuses settings that contradict each other.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cancel_after <= self.hold_limit {
+            return Err(format!(
+                "cancel-after ({}) must be longer than hold-limit ({}): a DELETE held inside one call \
+                 is a request still coming, and must not be put back meanwhile",
+                humantime::format_duration(self.cancel_after),
+                humantime::format_duration(self.hold_limit)
+            ));
+        }
+        if self.sync_margin.is_zero() {
+            return Err("sync-margin must be more than 0: consumers apply an EndpointSlice change after a delay".into());
+        }
+        Ok(())
+    }
+}
+
 /// A pod's own hold settings, from its annotations, falling back to the gate's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PodHold {
