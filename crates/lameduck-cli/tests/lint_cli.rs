@@ -172,7 +172,7 @@ fn list_and_explain() {
     let out = lameduck(&dir, &["--list"], None);
     assert_eq!(out.status.code(), Some(0));
     let text = stdout(&out);
-    assert_eq!(text.lines().count(), 21, "one line per check");
+    assert_eq!(text.lines().count(), 22, "one line per check");
     assert!(text.contains("grace-period-too-short") && text.contains("error"));
     let out = lameduck(&dir, &["--explain", "grace-period-too-short"], None);
     assert!(stdout(&out).contains("Fix: Raise terminationGracePeriodSeconds"));

@@ -6,6 +6,7 @@ use crate::source::Object;
 use crate::yaml::Pos;
 
 mod external_traffic_local_no_surge;
+mod gate_annotations_invalid;
 mod grace_period_too_short;
 mod invalid_ignore;
 mod lameduck_budget_mismatch;
@@ -74,6 +75,7 @@ pub static CHECKS: &[&Check] = &[
     &pdb_blocks_eviction::CHECK,
     &pdb_single_replica::CHECK,
     &external_traffic_local_no_surge::CHECK,
+    &gate_annotations_invalid::CHECK,
     &min_ready_seconds_unset::CHECK,
     &progress_deadline_unset::CHECK,
     &invalid_ignore::CHECK,
