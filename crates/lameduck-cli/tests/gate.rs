@@ -625,3 +625,75 @@ async fn a_pod_without_lameduck_is_taken_out_through_its_readiness_gate() {
     let notes = events_for(&cluster, &pod, "TakenOutOfTraffic").await;
     assert_eq!(notes.len(), 1, "one Event when taken out");
 }
+
+/// A YAML node as JSON, with the core schema's types for plain scalars.
+fn to_json(node: &lameduck_lint::Node) -> serde_json::Value {
+    use lameduck_lint::Value;
+    match &node.value {
+        Value::Scalar { text, plain } => {
+            let text = text.as_str();
+            if !plain {
+                return json!(text);
+            }
+            match text {
+                "true" => json!(true),
+                "false" => json!(false),
+                "null" | "~" | "" => serde_json::Value::Null,
+                _ => text
+                    .parse::<i64>()
+                    .map(|i| json!(i))
+                    .unwrap_or_else(|_| json!(text)),
+            }
+        }
+        Value::Seq(items) => serde_json::Value::Array(items.iter().map(to_json).collect()),
+        Value::Map(entries) => serde_json::Value::Object(
+            entries
+                .iter()
+                .map(|e| {
+                    (
+                        e.key.as_str().unwrap_or_default().to_owned(),
+                        to_json(&e.value),
+                    )
+                })
+                .collect(),
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plain_manifests_are_accepted_by_the_api_server() {
+    let Some(plane) = lameduck_testkit::k8s::ControlPlane::start_or_skip().await else {
+        return;
+    };
+    let client = plane.client();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/gate/gate.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let loaded = lameduck_lint::load("gate.yaml", &text);
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    assert_eq!(loaded.objects.len(), 10);
+    for object in &loaded.objects {
+        let body: kube::core::DynamicObject =
+            serde_json::from_value(to_json(&object.root)).unwrap();
+        let types = body.types.clone().unwrap();
+        let gvk = kube::core::GroupVersionKind::try_from(&types).unwrap();
+        let (resource, caps) = kube::discovery::pinned_kind(&client, &gvk).await.unwrap();
+        let api: kube::Api<kube::core::DynamicObject> = match caps.scope {
+            kube::discovery::Scope::Namespaced => {
+                kube::Api::namespaced_with(client.clone(), &object.namespace, &resource)
+            }
+            kube::discovery::Scope::Cluster => kube::Api::all_with(client.clone(), &resource),
+        };
+        // The namespace for real (a dry run in a missing namespace is refused); the rest as a
+        // server-side dry run: validated, defaulted and admitted, not stored.
+        let params = kube::api::PostParams {
+            dry_run: object.kind != "Namespace",
+            ..Default::default()
+        };
+        if let Err(e) = api.create(&params, &body).await {
+            panic!(
+                "{} {}: refused by the API server: {e}",
+                object.kind, object.name
+            );
+        }
+    }
+}
