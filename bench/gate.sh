@@ -5,6 +5,8 @@
 #
 #   bench/gate.sh [SECONDS] [ROUNDS] [CONNECTIONS] [PODS]      (defaults 10 2 32 10000)
 #
+# PROFILE=debug measures the debug build (scripts/test's smoke run: figures mean nothing then).
+#
 # Needs: wrk, nginx, curl, and the control plane (scripts/k8s-build; LAMEDUCK_K8S_BIN if set).
 # Prints a Markdown table (medians of ROUNDS alternating rounds) and the gate's memory.
 set -euo pipefail
@@ -18,13 +20,18 @@ for tool in wrk curl; do
 done
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || { echo "nginx is missing (apt-get install nginx)" >&2; exit 1; }
 
+case ${PROFILE:-release} in
+  release) flag=--release; dir=release ;;
+  debug) flag=; dir=debug ;;
+  *) echo "PROFILE: expected release or debug, got '$PROFILE'" >&2; exit 2 ;;
+esac
 if [ -z "${LAMEDUCK_K8S_BIN:-}" ]; then
   LAMEDUCK_K8S_BIN=$(scripts/k8s-build)
   export LAMEDUCK_K8S_BIN
 fi
-cargo build --release -q -p lameduck-cli --example gate_bench
-cargo build --release -q -p lameduck-cli
+cargo build $flag -q -p lameduck-cli --example gate_bench
+cargo build $flag -q -p lameduck-cli
 target=${CARGO_TARGET_DIR:-target}
-echo "lameduck gate at $(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(nproc) cores" >&2
-LAMEDUCK_BIN="$target/release/lameduck" SECONDS="$SECONDS_PER_RUN" ROUNDS="$ROUNDS" \
-  CONNECTIONS="$CONNECTIONS" PODS="$PODS" "$target/release/examples/gate_bench"
+echo "lameduck gate at $(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(nproc) cores, $dir build" >&2
+LAMEDUCK_BIN="$target/$dir/lameduck" SECONDS="$SECONDS_PER_RUN" ROUNDS="$ROUNDS" \
+  CONNECTIONS="$CONNECTIONS" PODS="$PODS" "$target/$dir/examples/gate_bench"

@@ -270,14 +270,18 @@ async fn main() {
         .unwrap()
         .port();
     std::fs::create_dir_all(dir.join("nginx/logs")).unwrap();
-    std::fs::write(dir.join("nginx/answer.json"), &answer).unwrap();
+    assert!(
+        !answer.contains('\''),
+        "the answer has a single quote: {answer}"
+    );
     std::fs::write(
         dir.join("nginx/nginx.conf"),
         format!(
             "worker_processes 1;\npid {d}/nginx/nginx.pid;\nerror_log {d}/nginx/logs/error.log;\nevents {{ worker_connections 1024; }}\n\
              http {{ access_log off; server {{ listen 127.0.0.1:{nginx_port} ssl; ssl_certificate {c}; ssl_certificate_key {k};\n\
-             location / {{ default_type application/json; client_body_buffer_size 64k; alias {d}/nginx/answer.json; error_page 405 =200 $uri; }} }} }}\n",
+             location / {{ default_type application/json; return 200 '{answer}'; }} }} }}\n",
             d = dir.display(),
+            answer = answer.trim(),
             c = cert.cert.display(),
             k = cert.key.display(),
         ),
@@ -321,6 +325,12 @@ async fn main() {
                 nginx_runs.push(load)
             }
         }
+    }
+    for (name, runs) in [("gate", &gate_runs), ("nginx", &nginx_runs)] {
+        assert!(
+            runs.iter().all(|l| l.errors.is_empty() && l.rate > 0.0),
+            "{name}: requests failed under load"
+        );
     }
     let (rss_after, hwm) = memory(gate.pid());
     let load_average = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
