@@ -361,6 +361,9 @@ async fn main() {
         pods.div_ceil(100)
     );
     println!("load average at the end: {}", load_average.trim());
-    drop(nginx);
+    // SIGTERM lets nginx's master stop its worker (SIGKILL, as a drop sends, would orphan it).
+    let mut nginx = nginx;
+    nginx.signal(lameduck_testkit::Signal::SIGTERM);
+    let _ = nginx.wait_exit(Duration::from_secs(5));
     drop(gate);
 }
