@@ -135,14 +135,14 @@ async fn a_deletion_is_admitted_only_after_the_endpoint_is_not_ready_and_the_mar
 /// Evicts `pod` the way `kubectl drain` does: retries 429s every 300 ms, at most `limit`.
 /// Returns how many 429s it got and when it was admitted.
 async fn evict_with_retries(
-    cluster: &Cluster,
+    pods: &kube::Api<k8s_openapi::api::core::v1::Pod>,
     pod: &str,
     limit: Duration,
 ) -> (u32, Option<Instant>, Vec<String>) {
     let (mut refused, mut messages) = (0, Vec::new());
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        match cluster.pods().evict(pod, &Default::default()).await {
+        match pods.evict(pod, &Default::default()).await {
             Ok(_) => return (refused, Some(Instant::now()), messages),
             Err(kube::Error::Api(status)) if status.code == 429 => {
                 refused += 1;
@@ -193,25 +193,13 @@ async fn evictions_get_429_until_safe_and_a_budget_takes_the_second_pod_out_only
     let began = Instant::now();
     let second_eviction = {
         // The second eviction starts while the first is under way.
-        let client = cluster.client.clone();
-        let second = second.clone();
+        let (pods, second) = (cluster.pods(), second.clone());
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
-                kube::Api::namespaced(client, gate_support::NS);
-            let (mut refused, deadline) = (0, Instant::now() + WAIT);
-            while Instant::now() < deadline {
-                match pods.evict(&second, &Default::default()).await {
-                    Ok(_) => return (refused, Some(Instant::now())),
-                    Err(kube::Error::Api(status)) if status.code == 429 => refused += 1,
-                    Err(other) => panic!("evicting {second}: {other}"),
-                }
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-            (refused, None)
+            evict_with_retries(&pods, &second, WAIT).await
         })
     };
-    let (refused, admitted, messages) = evict_with_retries(&cluster, &first, WAIT).await;
+    let (refused, admitted, messages) = evict_with_retries(&cluster.pods(), &first, WAIT).await;
     let admitted = admitted.expect("the first eviction was admitted");
     println!(
         "first eviction: {refused} answers 429 ({messages:?}), admitted after {} ms",
@@ -241,7 +229,7 @@ async fn evictions_get_429_until_safe_and_a_budget_takes_the_second_pod_out_only
     })
     .await
     .expect("the first pod is gone");
-    let (second_refused, second_admitted) = second_eviction.await.unwrap();
+    let (second_refused, second_admitted, _) = second_eviction.await.unwrap();
     let second_admitted = second_admitted.expect("the second eviction was admitted");
     println!(
         "first pod gone after {} ms; second eviction: {second_refused} answers 429, admitted after {} ms",

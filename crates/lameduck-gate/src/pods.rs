@@ -146,14 +146,7 @@ pub async fn take_out(
     timeout: Duration,
 ) -> Result<(), String> {
     match handle {
-        Handle::Lameduck(addr) => {
-            let (status, body) = call(*addr, Method::POST, "/drain?hold", timeout).await?;
-            if status.is_success() {
-                Ok(())
-            } else {
-                Err(format!("POST /drain?hold: {status} {body}"))
-            }
-        }
+        Handle::Lameduck(addr) => call_ok(*addr, Method::POST, "/drain?hold", timeout).await,
         Handle::ReadinessGate => set_serving(&namespaced(client, pod), &pod_name(pod), false).await,
     }
 }
@@ -166,14 +159,7 @@ pub async fn put_back(
     timeout: Duration,
 ) -> Result<(), String> {
     match handle {
-        Handle::Lameduck(addr) => {
-            let (status, body) = call(*addr, Method::DELETE, "/drain", timeout).await?;
-            if status.is_success() {
-                Ok(())
-            } else {
-                Err(format!("DELETE /drain: {status} {body}"))
-            }
-        }
+        Handle::Lameduck(addr) => call_ok(*addr, Method::DELETE, "/drain", timeout).await,
         Handle::ReadinessGate => set_serving(&namespaced(client, pod), &pod_name(pod), true).await,
     }
 }
@@ -189,11 +175,21 @@ pub async fn drain_status(addr: SocketAddr, timeout: Duration) -> Result<DrainSt
 
 /// Tells a lameduck pod the cluster confirmed it safe: its SIGTERM goes straight to Closing.
 pub async fn confirm_safe(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
-    let (status, body) = call(addr, Method::POST, "/drain/safe", timeout).await?;
+    call_ok(addr, Method::POST, "/drain/safe", timeout).await
+}
+
+/// [`call`], with any status but 2xx an error naming the request.
+async fn call_ok(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let (status, body) = call(addr, method.clone(), path, timeout).await?;
     if status.is_success() {
         Ok(())
     } else {
-        Err(format!("POST /drain/safe: {status} {body}"))
+        Err(format!("{method} {path}: {status} {body}"))
     }
 }
 

@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Api;
 use kube::api::{DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams};
-use lameduck_testkit::k8s::{ControlPlane, FakeKubelet, KubeletOptions, PodNet, PodProcess};
+use lameduck_testkit::k8s::{
+    ControlPlane, FakeKubelet, KubeletOptions, PodNet, PodProcess, endpoint_conditions,
+};
 use lameduck_testkit::{Child, needed_or_skip, poll_until};
 use serde_json::json;
 
@@ -83,24 +84,7 @@ async fn endpoints(
     ns: &str,
     service: &str,
 ) -> BTreeMap<String, (bool, bool, bool)> {
-    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), ns);
-    let params = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
-    let mut found = BTreeMap::new();
-    for slice in slices.list(&params).await.unwrap() {
-        for endpoint in slice.endpoints.into_iter().flatten() {
-            let pod = endpoint.target_ref.and_then(|r| r.name).unwrap_or_default();
-            let c = endpoint.conditions.unwrap_or_default();
-            found.insert(
-                pod,
-                (
-                    c.ready.unwrap_or(false),
-                    c.serving.unwrap_or(false),
-                    c.terminating.unwrap_or(false),
-                ),
-            );
-        }
-    }
-    found
+    endpoint_conditions(client, ns, service).await.unwrap()
 }
 
 async fn pods(client: &kube::Client, ns: &str, app: &str) -> Vec<Pod> {

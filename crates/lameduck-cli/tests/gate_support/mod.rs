@@ -13,10 +13,11 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::api::{ListParams, PostParams};
-use lameduck_testkit::k8s::{ControlPlane, FakeKubelet, KubeletOptions, PodNet, PodProcess};
+use lameduck_testkit::k8s::{
+    ControlPlane, FakeKubelet, KubeletOptions, PodNet, PodProcess, endpoint_conditions,
+};
 use lameduck_testkit::{Child, poll_until};
 use serde_json::json;
 
@@ -195,9 +196,14 @@ impl Cluster {
             .create(&PostParams::default(), &deployment)
             .await
             .unwrap();
+        self.expose(name, replicas, json!("http")).await;
+    }
+
+    /// A Service for the pods `app=name`, and a wait until `replicas` endpoints are ready.
+    async fn expose(&self, name: &str, replicas: usize, target_port: serde_json::Value) {
         let service: Service = serde_json::from_value(json!({
             "metadata": {"name": name},
-            "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": "http"}]},
+            "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": target_port}]},
         }))
         .unwrap();
         Api::<Service>::namespaced(self.client.clone(), NS)
@@ -209,7 +215,7 @@ impl Cluster {
             (found.len() == replicas && found.values().all(|&(ready, ..)| ready)).then_some(())
         })
         .await
-        .unwrap_or_else(|| panic!("{replicas} ready endpoints of {name}"));
+        .unwrap_or_else(|| panic!("{replicas} ready endpoints of {name}: {}", self.gate_log()));
     }
 
     /// A Deployment of `replicas` pods without lameduck (no process behind them) that declare
@@ -235,43 +241,14 @@ impl Cluster {
             .create(&PostParams::default(), &deployment)
             .await
             .unwrap();
-        let service: Service = serde_json::from_value(json!({
-            "metadata": {"name": name},
-            "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 9090}]},
-        }))
-        .unwrap();
-        Api::<Service>::namespaced(self.client.clone(), NS)
-            .create(&PostParams::default(), &service)
-            .await
-            .unwrap();
-        poll_until(WAIT, Duration::from_millis(100), || async {
-            let found = self.endpoints(name).await;
-            (found.len() == replicas && found.values().all(|&(ready, ..)| ready)).then_some(())
-        })
-        .await
-        .unwrap_or_else(|| panic!("{replicas} ready endpoints of {name}: {}", self.gate_log()));
+        self.expose(name, replicas, json!(9090)).await;
     }
 
     /// The Service's endpoints by pod name: (ready, serving, terminating).
     pub async fn endpoints(&self, service: &str) -> BTreeMap<String, (bool, bool, bool)> {
-        let slices: Api<EndpointSlice> = Api::namespaced(self.client.clone(), NS);
-        let params = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
-        let mut found = BTreeMap::new();
-        for slice in slices.list(&params).await.unwrap() {
-            for endpoint in slice.endpoints.into_iter().flatten() {
-                let pod = endpoint.target_ref.and_then(|r| r.name).unwrap_or_default();
-                let c = endpoint.conditions.unwrap_or_default();
-                found.insert(
-                    pod,
-                    (
-                        c.ready.unwrap_or(false),
-                        c.serving.unwrap_or(false),
-                        c.terminating.unwrap_or(false),
-                    ),
-                );
-            }
-        }
-        found
+        endpoint_conditions(&self.client, NS, service)
+            .await
+            .unwrap()
     }
 
     pub fn pods(&self) -> Api<Pod> {

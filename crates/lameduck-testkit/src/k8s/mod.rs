@@ -342,6 +342,29 @@ impl Drop for ControlPlane {
     }
 }
 
+/// The conditions of a Service's endpoints (from its EndpointSlices), by pod name:
+/// `(ready, serving, terminating)`, each `false` when unset.
+pub async fn endpoint_conditions(
+    client: &kube::Client,
+    namespace: &str,
+    service: &str,
+) -> Result<std::collections::BTreeMap<String, (bool, bool, bool)>, Error> {
+    let slices: Api<k8s_openapi::api::discovery::v1::EndpointSlice> =
+        Api::namespaced(client.clone(), namespace);
+    let params =
+        kube::api::ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
+    let mut found = std::collections::BTreeMap::new();
+    for slice in slices.list(&params).await? {
+        for endpoint in slice.endpoints.into_iter().flatten() {
+            let pod = endpoint.target_ref.and_then(|r| r.name).unwrap_or_default();
+            let c = endpoint.conditions.unwrap_or_default();
+            let flag = |b: Option<bool>| b.unwrap_or(false);
+            found.insert(pod, (flag(c.ready), flag(c.serving), flag(c.terminating)));
+        }
+    }
+    Ok(found)
+}
+
 /// Polls `ready` every 100 ms until it gives `Some`, failing early if the daemon exits.
 async fn wait_ready<T, F, Fut>(
     daemon: &mut Daemon,
