@@ -19,7 +19,8 @@ for b in wrk haproxy python3; do
 done
 haproxy_bin=$(command -v haproxy || echo /usr/sbin/haproxy)
 target=${CARGO_TARGET_DIR:-target}
-cargo build --release -q -p lameduck-cli --bin lameduck
+# Everything but the gate, whose Kubernetes client would double the release build.
+cargo build --release -q -p lameduck-cli --bin lameduck --no-default-features --features lint,verify,run
 cargo build --release -q -p lameduck-verify --example l7_router
 lameduck=$target/release/lameduck
 router_bin=$target/release/examples/l7_router

@@ -92,6 +92,8 @@ struct Running {
     name: String,
     net: PodNet,
     process: Option<PodProcess>,
+    /// When the process was started (a wrapper needs a moment to install its signal handlers).
+    started: Instant,
     /// Per container, in spec order: what its readiness probe last concluded.
     containers_ready: Vec<bool>,
     terminating: bool,
@@ -102,6 +104,8 @@ struct Running {
 #[derive(Default)]
 struct State {
     pods: HashMap<String, Running>,
+    /// The kubelet is being dropped.
+    stopping: bool,
     /// Pods bound to each node (for the scheduler's spreading).
     per_node: BTreeMap<String, usize>,
     free_ips: Vec<Ipv4Addr>,
@@ -216,16 +220,65 @@ impl FakeKubelet {
     }
 }
 
+/// How long a pod's process is given to install its signal handlers before the kubelet's
+/// SIGTERMs when it stops.
+const HANDLERS_INSTALLED: Duration = Duration::from_millis(500);
+
+/// How long the pods' processes get to exit after the kubelet's two SIGTERMs when it stops.
+const STOP_PODS_GRACE: Duration = Duration::from_secs(3);
+
 impl Drop for FakeKubelet {
     fn drop(&mut self) {
         self.main.abort();
         let mut state = self.shared.state.lock().expect("kubelet state");
-        for (_, pod) in state.pods.drain() {
+        // A pod the main task starts after this (its abort takes effect at its next await)
+        // is stopped when its `Running` drops.
+        state.stopping = true;
+        let mut running: Vec<Running> = state.pods.drain().map(|(_, pod)| pod).collect();
+        drop(state);
+        let mut processes: Vec<(PodProcess, Instant)> = Vec::new();
+        for pod in &mut running {
             for task in &pod.tasks {
                 task.abort();
             }
-            // Dropping the process kills it by PID.
+            if let Some(process) = pod.process.take() {
+                processes.push((process, pod.started));
+            }
         }
+        stop_processes(processes);
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(process) = self.process.take() {
+            stop_processes(vec![(process, self.started)]);
+        }
+    }
+}
+
+/// Stops pod processes as a kubelet that goes away would: SIGTERM twice (a wrapper such as
+/// `lameduck run` drains on the first and on the second stops its app's process group at
+/// once), then SIGKILL (by dropping them) for what is left after [`STOP_PODS_GRACE`]. A
+/// SIGKILL alone would orphan a wrapper's app. A process started a moment ago may not handle
+/// SIGTERM yet, and would die of it without stopping its children: it is given
+/// [`HANDLERS_INSTALLED`] first.
+fn stop_processes(mut processes: Vec<(PodProcess, Instant)>) {
+    processes.retain_mut(|(process, _)| process.wait_exit(Duration::ZERO).is_none());
+    let Some(youngest) = processes.iter().map(|(_, started)| started.elapsed()).min() else {
+        return;
+    };
+    std::thread::sleep(HANDLERS_INSTALLED.saturating_sub(youngest));
+    for (process, _) in &processes {
+        signal(process.pid(), nix::sys::signal::Signal::SIGTERM);
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    for (process, _) in &processes {
+        signal(process.pid(), nix::sys::signal::Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + STOP_PODS_GRACE;
+    for (process, _) in &mut processes {
+        let _ = process.wait_exit(deadline.saturating_duration_since(Instant::now()));
     }
 }
 
@@ -429,6 +482,7 @@ async fn start_pod(shared: &Arc<Shared>, pod: &Pod, node: &str) -> Result<(), Er
         name: pod.metadata.name.clone().unwrap_or_default(),
         net: net.clone(),
         process,
+        started: Instant::now(),
         containers_ready,
         terminating: false,
         tasks: Vec::new(),
@@ -446,6 +500,11 @@ async fn start_pod(shared: &Arc<Shared>, pod: &Pod, node: &str) -> Result<(), Er
     }
     {
         let mut state = shared.state.lock().expect("kubelet state");
+        if state.stopping {
+            drop(state);
+            drop(running); // stops the process it just started
+            return Ok(());
+        }
         state.pods.insert(uid, running);
         write_address_map(shared, &state);
     }
@@ -734,13 +793,17 @@ fn forget(shared: &Shared, pod: &Pod) {
     {
         *count = count.saturating_sub(1);
     }
-    if let Some(running) = state.pods.remove(&uid) {
+    let running = state.pods.remove(&uid);
+    if let Some(running) = &running {
         for task in &running.tasks {
             task.abort();
         }
         state.free_ips.push(running.net.ip);
         write_address_map(shared, &state);
     }
+    drop(state);
+    // Outside the lock: a process still running (a pod deleted with grace 0) is stopped now.
+    drop(running);
 }
 
 /// Rewrites the address map file (written to a temporary name, then renamed, so a reader
