@@ -14,22 +14,26 @@
 //! No traffic ever goes to a pod IP: tests use [`FakeKubelet::loopback`].
 
 mod probe;
+mod status;
+mod stop;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Container, Node, Pod};
 use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::PostParams;
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
 use super::Error;
 use crate::Child;
+use status::{create_node, report_running, sync_conditions};
+use stop::begin_termination;
 
 /// A pod's process, started by a [`PodRuntime`]; the kubelet signals it by PID.
 pub type PodProcess = Child;
@@ -218,115 +222,6 @@ impl FakeKubelet {
             .and_then(|p| p.process.as_mut())
             .map(f)
     }
-}
-
-/// How long a pod's process is given to install its signal handlers before the kubelet's
-/// SIGTERMs when it stops.
-const HANDLERS_INSTALLED: Duration = Duration::from_millis(500);
-
-/// How long the pods' processes get to exit after the kubelet's two SIGTERMs when it stops.
-const STOP_PODS_GRACE: Duration = Duration::from_secs(3);
-
-impl Drop for FakeKubelet {
-    fn drop(&mut self) {
-        self.main.abort();
-        let mut state = self.shared.state.lock().expect("kubelet state");
-        // A pod the main task starts after this (its abort takes effect at its next await)
-        // is stopped when its `Running` drops.
-        state.stopping = true;
-        let mut running: Vec<Running> = state.pods.drain().map(|(_, pod)| pod).collect();
-        drop(state);
-        let mut processes: Vec<(PodProcess, Instant)> = Vec::new();
-        for pod in &mut running {
-            for task in &pod.tasks {
-                task.abort();
-            }
-            if let Some(process) = pod.process.take() {
-                processes.push((process, pod.started));
-            }
-        }
-        stop_processes(processes);
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(process) = self.process.take() {
-            stop_processes(vec![(process, self.started)]);
-        }
-    }
-}
-
-/// Stops pod processes as a kubelet that goes away would: SIGTERM twice (a wrapper such as
-/// `lameduck run` drains on the first and on the second stops its app's process group at
-/// once), then SIGKILL (by dropping them) for what is left after [`STOP_PODS_GRACE`]. A
-/// SIGKILL alone would orphan a wrapper's app. A process started a moment ago may not handle
-/// SIGTERM yet, and would die of it without stopping its children: it is given
-/// [`HANDLERS_INSTALLED`] first.
-fn stop_processes(mut processes: Vec<(PodProcess, Instant)>) {
-    processes.retain_mut(|(process, _)| process.wait_exit(Duration::ZERO).is_none());
-    let Some(youngest) = processes.iter().map(|(_, started)| started.elapsed()).min() else {
-        return;
-    };
-    std::thread::sleep(HANDLERS_INSTALLED.saturating_sub(youngest));
-    for (process, _) in &processes {
-        signal(process.pid(), nix::sys::signal::Signal::SIGTERM);
-    }
-    std::thread::sleep(Duration::from_millis(50));
-    for (process, _) in &processes {
-        signal(process.pid(), nix::sys::signal::Signal::SIGTERM);
-    }
-    let deadline = Instant::now() + STOP_PODS_GRACE;
-    for (process, _) in &mut processes {
-        let _ = process.wait_exit(deadline.saturating_duration_since(Instant::now()));
-    }
-}
-
-async fn create_node(api: &Api<Node>, name: &str, index: usize) -> Result<(), Error> {
-    let octet = u8::try_from(index + 1).unwrap_or(u8::MAX);
-    let node: Node = serde_json::from_value(json!({
-        "metadata": {
-            "name": name,
-            "labels": {
-                "kubernetes.io/hostname": name,
-                "kubernetes.io/os": "linux",
-                "topology.kubernetes.io/zone": format!("zone-{}", index % 3),
-            }
-        },
-    }))
-    .map_err(|e| Error::Client(e.to_string()))?;
-    api.create(&PostParams::default(), &node).await?;
-    let status = json!({
-        "status": {
-            "conditions": [{
-                "type": "Ready", "status": "True", "reason": "KubeletReady",
-                "message": "lameduck fake kubelet",
-                "lastHeartbeatTime": now(), "lastTransitionTime": now(),
-            }],
-            "addresses": [
-                {"type": "InternalIP", "address": Ipv4Addr::new(198, 51, 100, octet).to_string()},
-                {"type": "Hostname", "address": name},
-            ],
-            "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
-            "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
-            "nodeInfo": {
-                "kubeletVersion": "v1.37.2-fake", "containerRuntimeVersion": "none://0",
-                "operatingSystem": "linux", "architecture": "amd64",
-                "machineID": "", "systemUUID": "", "bootID": "", "kernelVersion": "",
-                "osImage": "", "kubeProxyVersion": "",
-            },
-        }
-    });
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-        .await?;
-    Ok(())
-}
-
-fn now() -> String {
-    k8s_openapi::jiff::Timestamp::now()
-        .round(k8s_openapi::jiff::Unit::Second)
-        .unwrap_or_else(|_| k8s_openapi::jiff::Timestamp::now())
-        .to_string()
 }
 
 /// The watch loop: every pod event is handled in order; slow work runs in tasks of its own.
@@ -541,247 +436,6 @@ fn map_ports(mut net: PodNet, containers: &[Container]) -> Result<PodNet, Error>
         net.ports.insert(port, addr);
     }
     Ok(net)
-}
-
-async fn report_running(
-    shared: &Arc<Shared>,
-    pod: &Pod,
-    node: &str,
-    net: &PodNet,
-) -> Result<(), Error> {
-    let Some(spec) = pod.spec.as_ref() else {
-        return Ok(());
-    };
-    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let node_index: usize = node
-        .strip_prefix("node-")
-        .and_then(|i| i.parse().ok())
-        .unwrap_or(0);
-    let host_ip = Ipv4Addr::new(
-        198,
-        51,
-        100,
-        u8::try_from(node_index + 1).unwrap_or(u8::MAX),
-    )
-    .to_string();
-    let started = now();
-    let statuses: Vec<serde_json::Value> = spec
-        .containers
-        .iter()
-        .map(|c| {
-            json!({
-                "name": c.name, "image": c.image.clone().unwrap_or_default(),
-                "imageID": "", "containerID": format!("fake://{}/{}", uid_of(pod), c.name),
-                "ready": false, "started": true, "restartCount": 0,
-                "state": {"running": {"startedAt": started}},
-            })
-        })
-        .collect();
-    let status = json!({
-        "status": {
-            "phase": "Running",
-            "hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
-            "podIP": net.ip.to_string(), "podIPs": [{"ip": net.ip.to_string()}],
-            "startTime": started,
-            "containerStatuses": statuses,
-            "conditions": [
-                {"type": "PodReadyToStartContainers", "status": "True", "lastTransitionTime": started},
-                {"type": "Initialized", "status": "True", "lastTransitionTime": started},
-            ],
-        }
-    });
-    let api: Api<Pod> = Api::namespaced(shared.client.clone(), &namespace);
-    api.patch_status(&name, &PatchParams::default(), &Patch::Strategic(&status))
-        .await?;
-    Ok(())
-}
-
-/// Sets `ContainersReady` and `Ready` from the probes and the readiness gates, if they changed.
-async fn sync_conditions(shared: &Arc<Shared>, pod: &Pod) -> Result<(), Error> {
-    let uid = uid_of(pod);
-    let containers = {
-        let state = shared.state.lock().expect("kubelet state");
-        match state.pods.get(&uid) {
-            Some(running) if !running.terminating => running.containers_ready.clone(),
-            _ => return Ok(()),
-        }
-    };
-    let conditions = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.clone())
-        .unwrap_or_default();
-    let condition = |kind: &str| conditions.iter().find(|c| c.type_ == kind);
-    let containers_ready = containers.iter().all(|&ready| ready);
-    let gates_open = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.readiness_gates.as_ref())
-        .into_iter()
-        .flatten()
-        .all(|gate| condition(&gate.condition_type).is_some_and(|c| c.status == "True"));
-    let ready = containers_ready && gates_open;
-    let word = |b: bool| if b { "True" } else { "False" };
-    let unchanged =
-        |kind: &str, want: bool| condition(kind).is_some_and(|c| c.status == word(want));
-    if unchanged("ContainersReady", containers_ready) && unchanged("Ready", ready) {
-        return Ok(());
-    }
-    let at = now();
-    let names: Vec<&str> = pod
-        .spec
-        .as_ref()
-        .map(|s| s.containers.iter().map(|c| c.name.as_str()).collect())
-        .unwrap_or_default();
-    let statuses: Vec<serde_json::Value> = names
-        .iter()
-        .zip(&containers)
-        .map(|(name, ready)| json!({"name": name, "ready": ready}))
-        .collect();
-    let reason = |ok: bool, not: &str| if ok { String::new() } else { not.to_owned() };
-    let status = json!({
-        "status": {
-            "containerStatuses": statuses,
-            "conditions": [
-                {"type": "ContainersReady", "status": word(containers_ready), "lastTransitionTime": at,
-                 "reason": reason(containers_ready, "ContainersNotReady")},
-                {"type": "Ready", "status": word(ready), "lastTransitionTime": at,
-                 "reason": reason(ready, if containers_ready { "ReadinessGatesNotReady" } else { "ContainersNotReady" })},
-            ],
-        }
-    });
-    let api: Api<Pod> = Api::namespaced(
-        shared.client.clone(),
-        pod.metadata.namespace.as_deref().unwrap_or_default(),
-    );
-    api.patch_status(
-        pod.metadata.name.as_deref().unwrap_or_default(),
-        &PatchParams::default(),
-        &Patch::Strategic(&status),
-    )
-    .await?;
-    Ok(())
-}
-
-/// Called by a prober when a container's readiness changed.
-async fn container_readiness(shared: &Arc<Shared>, uid: &str, index: usize, ready: bool) {
-    let (namespace, name) = {
-        let mut state = shared.state.lock().expect("kubelet state");
-        let Some(running) = state.pods.get_mut(uid) else {
-            return;
-        };
-        match running.containers_ready.get_mut(index) {
-            Some(slot) if *slot != ready => *slot = ready,
-            _ => return,
-        }
-        (running.namespace.clone(), running.name.clone())
-    };
-    let api: Api<Pod> = Api::namespaced(shared.client.clone(), &namespace);
-    match api.get_opt(&name).await {
-        Ok(Some(pod)) if uid_of(&pod) == uid => {
-            if let Err(e) = sync_conditions(shared, &pod).await {
-                tracing::warn!(pod = %name_of(&pod), "fake kubelet: readiness: {e}");
-            }
-        }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(pod = %name, "fake kubelet: readiness: {e}"),
-    }
-}
-
-/// The kubelet's part of a deletion: preStop, SIGTERM, SIGKILL at the deadline, final DELETE.
-fn begin_termination(shared: &Arc<Shared>, pod: &Pod) {
-    let uid = uid_of(pod);
-    let mut state = shared.state.lock().expect("kubelet state");
-    let Some(running) = state.pods.get_mut(&uid) else {
-        return; // never started here (e.g. unscheduled); the API server deletes it itself
-    };
-    if running.terminating {
-        return;
-    }
-    running.terminating = true;
-    // Probers stop: a terminating pod's readiness no longer matters to the endpoints.
-    for task in running.tasks.drain(..) {
-        task.abort();
-    }
-    let task = tokio::spawn(terminate(Arc::clone(shared), pod.clone()));
-    running.tasks.push(task);
-}
-
-async fn terminate(shared: Arc<Shared>, pod: Pod) {
-    let uid = uid_of(&pod);
-    let grace = Duration::from_secs(
-        pod.metadata
-            .deletion_grace_period_seconds
-            .and_then(|s| u64::try_from(s).ok())
-            .unwrap_or(30),
-    );
-    let deadline = Instant::now() + grace;
-    let net = {
-        let state = shared.state.lock().expect("kubelet state");
-        state.pods.get(&uid).map(|p| p.net.clone())
-    };
-    if let (Some(net), Some(spec)) = (net, pod.spec.as_ref()) {
-        for container in &spec.containers {
-            probe::pre_stop(container, &net, deadline).await;
-        }
-    }
-    let pid = {
-        let state = shared.state.lock().expect("kubelet state");
-        state
-            .pods
-            .get(&uid)
-            .and_then(|p| p.process.as_ref())
-            .map(PodProcess::pid)
-    };
-    if let Some(pid) = pid {
-        signal(pid, nix::sys::signal::Signal::SIGTERM);
-        // A preStop still running at the deadline gets a one-off 2 s extension in the real
-        // kubelet; the process itself gets none.
-        while Instant::now() < deadline && process_running(&shared, &uid) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        if process_running(&shared, &uid) {
-            signal(pid, nix::sys::signal::Signal::SIGKILL);
-        }
-        let limit = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < limit && process_running(&shared, &uid) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    let api: Api<Pod> = Api::namespaced(
-        shared.client.clone(),
-        pod.metadata.namespace.as_deref().unwrap_or_default(),
-    );
-    let params = DeleteParams {
-        grace_period_seconds: Some(0),
-        preconditions: Some(Preconditions {
-            uid: Some(uid.clone()),
-            resource_version: None,
-        }),
-        ..DeleteParams::default()
-    };
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    match api.delete(&name, &params).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
-        Err(e) => tracing::warn!(pod = %name, "fake kubelet: final delete: {e}"),
-    }
-}
-
-fn process_running(shared: &Shared, uid: &str) -> bool {
-    let mut state = shared.state.lock().expect("kubelet state");
-    state
-        .pods
-        .get_mut(uid)
-        .and_then(|p| p.process.as_mut())
-        .is_some_and(|process| process.wait_exit(Duration::ZERO).is_none())
-}
-
-fn signal(pid: u32, signal: nix::sys::signal::Signal) {
-    if let Ok(pid) = i32::try_from(pid) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
-    }
 }
 
 /// The pod is gone from the API: free its IP and node slot, stop its tasks and process.

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Container, HTTPGetAction, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{PodNet, Shared, container_readiness};
+use super::status::container_readiness;
+use super::{PodNet, Shared};
 
 /// The container port a probe or hook names (by number or by the container port's name).
 fn resolve_port(port: &IntOrString, container: &Container) -> Option<u16> {

@@ -126,6 +126,35 @@ impl Cluster {
         Some(cluster)
     }
 
+    /// A second replica of the gate (same flags as the first), with its own log.
+    pub fn start_replica(&self, name: &str, flags: &[&str]) -> (Child, SocketAddr, PathBuf) {
+        let cert = self
+            .plane
+            .pki()
+            .server_cert(name, &[], &[IpAddr::V4(Ipv4Addr::LOCALHOST)])
+            .unwrap();
+        let log = self.plane.dir().join(format!("{name}.log"));
+        let map = self.plane.dir().join("pod-addresses");
+        let (child, addr) = start_gate(&self.plane, &cert, &map, &log, flags);
+        (child, addr, log)
+    }
+
+    /// Points the webhook at another replica's address.
+    pub async fn point_webhook_at(&self, addr: SocketAddr) {
+        let api: Api<ValidatingWebhookConfiguration> = Api::all(self.client.clone());
+        let patch = json!({"webhooks": [{
+            "name": "pods.gate.lameduck.dev",
+            "clientConfig": {"url": format!("https://{addr}/validate")},
+        }]});
+        api.patch(
+            "lameduck-gate",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Strategic(&patch),
+        )
+        .await
+        .unwrap();
+    }
+
     async fn register_webhook(&self) {
         let config: ValidatingWebhookConfiguration = serde_json::from_value(json!({
             "metadata": {"name": "lameduck-gate"},
