@@ -210,5 +210,16 @@ async fn another_replica_carries_on_a_hold_from_the_record_on_the_pod() {
             .any(|l| l.contains("safe: every EndpointSlice") && l.contains(pod.as_str())),
         "{log}"
     );
+    poll_until(WAIT, EVERY, || async {
+        cluster
+            .pods()
+            .get_opt(&pod)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await
+    .expect("the evicted pod is gone");
     assert_confirmed(&cluster.pod_log(&pod));
 }
