@@ -14,13 +14,7 @@ async fn a_deletion_is_admitted_only_after_the_endpoint_is_not_ready_and_the_mar
     let Some(cluster) = Cluster::start(PodSettings::default(), &[]).await else {
         return;
     };
-    cluster
-        .deploy(
-            "web",
-            3,
-            json!({"lameduck.dev/admin-port": ADMIN.to_string()}),
-        )
-        .await;
+    cluster.deploy_lameduck("web", 3).await;
     let victim = cluster.pod_names("web").await[0].clone();
     let pid = cluster
         .kubelet
@@ -125,13 +119,7 @@ async fn a_rolling_update_goes_through_the_gate_for_every_old_pod() {
     let Some(cluster) = Cluster::start(PodSettings::default(), &[]).await else {
         return;
     };
-    cluster
-        .deploy(
-            "web",
-            3,
-            json!({"lameduck.dev/admin-port": ADMIN.to_string()}),
-        )
-        .await;
+    cluster.deploy_lameduck("web", 3).await;
     let old = cluster.pod_names("web").await;
     let began = Instant::now();
     let patch = json!({"spec": {"template": {"metadata": {"annotations": {"version": "2"}}}}});

@@ -6,7 +6,7 @@ use lameduck_testkit::poll_until;
 use serde_json::json;
 
 use crate::assert_confirmed;
-use crate::support::{ADMIN, Cluster, EVERY, PodSettings, WAIT};
+use crate::support::{Cluster, EVERY, PodSettings, WAIT};
 
 /// Evicts `pod` the way `kubectl drain` does: retries 429s every 300 ms, at most `limit`.
 /// Returns how many 429s it got and when it was admitted.
@@ -55,13 +55,7 @@ async fn evictions_get_429_until_safe_and_a_budget_takes_the_second_pod_out_only
     let Some(cluster) = Cluster::start(PodSettings::default(), &[]).await else {
         return;
     };
-    cluster
-        .deploy(
-            "api",
-            3,
-            json!({"lameduck.dev/admin-port": ADMIN.to_string()}),
-        )
-        .await;
+    cluster.deploy_lameduck("api", 3).await;
     pdb(&cluster, "api").await;
     let names = cluster.pod_names("api").await;
     let (first, second) = (names[0].clone(), names[1].clone());
@@ -129,13 +123,7 @@ async fn a_pod_whose_eviction_is_not_retried_is_put_back_in_service() {
     else {
         return;
     };
-    cluster
-        .deploy(
-            "cart",
-            2,
-            json!({"lameduck.dev/admin-port": ADMIN.to_string()}),
-        )
-        .await;
+    cluster.deploy_lameduck("cart", 2).await;
     let pod = cluster.pod_names("cart").await[0].clone();
     match cluster.pods().evict(&pod, &Default::default()).await {
         Err(kube::Error::Api(status)) if status.code == 429 => {}
@@ -169,13 +157,7 @@ async fn another_replica_carries_on_a_hold_from_the_record_on_the_pod() {
     let Some(cluster) = Cluster::start(PodSettings::default(), &[]).await else {
         return;
     };
-    cluster
-        .deploy(
-            "api",
-            2,
-            json!({"lameduck.dev/admin-port": ADMIN.to_string()}),
-        )
-        .await;
+    cluster.deploy_lameduck("api", 2).await;
     let pod = cluster.pod_names("api").await[0].clone();
     // Replica A takes the pod out and answers 429.
     match cluster.pods().evict(&pod, &Default::default()).await {

@@ -5,20 +5,14 @@ use std::time::{Duration, Instant};
 use kube::api::DeleteParams;
 use serde_json::json;
 
-use crate::support::{ADMIN, Cluster, PodSettings};
+use crate::support::{Cluster, PodSettings};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_gate_down_deletions_proceed_and_a_dry_run_is_never_held() {
     let Some(mut cluster) = Cluster::start(PodSettings::default(), &[]).await else {
         return;
     };
-    cluster
-        .deploy(
-            "web",
-            2,
-            json!({"lameduck.dev/admin-port": ADMIN.to_string()}),
-        )
-        .await;
+    cluster.deploy_lameduck("web", 2).await;
     let names = cluster.pod_names("web").await;
     let dry = DeleteParams {
         dry_run: true,

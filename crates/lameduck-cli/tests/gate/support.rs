@@ -194,6 +194,13 @@ impl Cluster {
         .expect("the default ServiceAccount");
     }
 
+    /// A Deployment of `replicas` lameduck-wrapped pods that name their admin port to the
+    /// gate, and a Service; waits until every endpoint is ready.
+    pub async fn deploy_lameduck(&self, name: &str, replicas: usize) {
+        let annotations = json!({"lameduck.dev/admin-port": ADMIN.to_string()});
+        self.deploy(name, replicas, annotations).await;
+    }
+
     /// A Deployment of `replicas` lameduck-wrapped pods and a Service for them; waits until
     /// every endpoint is ready.
     pub async fn deploy(&self, name: &str, replicas: usize, annotations: serde_json::Value) {

@@ -85,6 +85,9 @@ const ETCD_READY: Duration = Duration::from_secs(30);
 const APISERVER_READY: Duration = Duration::from_secs(90);
 const CONTROLLER_MANAGER_READY: Duration = Duration::from_secs(60);
 
+/// How many times a start is tried when a port was taken meanwhile.
+const START_ATTEMPTS: u32 = 3;
+
 /// The controllers kube-controller-manager runs: those that work without kubelets.
 pub const CONTROLLERS: &[&str] = &[
     "endpointslice-controller",
@@ -155,7 +158,25 @@ impl ControlPlane {
 
     /// Starts etcd, then kube-apiserver, then kube-controller-manager, each on free loopback
     /// ports, and waits until each is ready.
+    ///
+    /// A free port is found by binding port 0 and letting it go, so another process may take it
+    /// before the daemon binds it: a daemon that exits with "address already in use" is started
+    /// again, with the whole control plane, on new ports (at most [`START_ATTEMPTS`] times).
     pub async fn start(binaries: &Binaries) -> Result<Self, Error> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(binaries).await {
+                Err(Error::Exited { log, .. })
+                    if attempt < START_ATTEMPTS && log.contains("address already in use") =>
+                {
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn start_once(binaries: &Binaries) -> Result<Self, Error> {
         let began = Instant::now();
         let dir = tempfile::Builder::new()
             .prefix("lameduck-k8s-")
