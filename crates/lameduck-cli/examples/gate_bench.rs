@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::api::PostParams;
@@ -151,28 +151,11 @@ async fn main() {
         .await
         .unwrap();
     let client = plane.client();
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "bench"}})).unwrap(),
-        )
+    lameduck_testkit::k8s::create_namespace(&client, "bench", &[])
         .await
         .unwrap();
     let began = Instant::now();
     let pod_api: Api<Pod> = Api::namespaced(client.clone(), "bench");
-    // The namespace's default ServiceAccount must exist before pods are admitted.
-    lameduck_testkit::poll_until(
-        Duration::from_secs(60),
-        Duration::from_millis(100),
-        || async {
-            let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
-                Api::namespaced(client.clone(), "bench");
-            accounts.get_opt("default").await.ok().flatten()
-        },
-    )
-    .await
-    .unwrap();
     futures_util::stream::iter(0..pods)
         .map(|i| {
             let api = pod_api.clone();

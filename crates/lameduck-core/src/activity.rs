@@ -50,6 +50,13 @@ impl Activity {
         }
     }
 
+    /// Since when nothing arrived, counting from `start` at the earliest: arrivals before a
+    /// drain began prove nothing about the routers after it. The drain wait and the pod's
+    /// `GET /drain` evidence both read quiet this way.
+    pub fn quiet_since(&self, start: Instant) -> Instant {
+        self.last_arrival().map_or(start, |last| last.max(start))
+    }
+
     /// How many connections and requests arrived so far.
     pub fn arrivals(&self) -> u64 {
         self.arrivals.load(Ordering::Relaxed)

@@ -69,9 +69,7 @@ pub async fn wait_for_quiet(
         if changes.borrow_and_update().confirmed_safe {
             return end(DrainEndReason::Confirmed);
         }
-        let quiet_since = activity
-            .last_arrival()
-            .map_or(start, |last| last.max(start));
+        let quiet_since = activity.quiet_since(start);
         let quiet_at = (start + settings.min_wait).max(quiet_since + settings.quiet_window);
         if quiet_at <= now && quiet_at <= plan.drain_deadline {
             return end(DrainEndReason::Quiet);

@@ -105,9 +105,4 @@ impl Caches {
             })
             .collect()
     }
-
-    /// How many EndpointSlices are cached (for logs and the memory benchmark).
-    pub fn slice_count(&self) -> usize {
-        self.slices.state().len()
-    }
 }

@@ -40,8 +40,6 @@ pub enum Verdict {
         code: u16,
         /// What is still pending.
         message: String,
-        /// Warnings the caller sees.
-        warnings: Vec<String>,
     },
 }
 
@@ -237,7 +235,6 @@ impl Gate {
                     "lameduck gate: {} stays in service until {other} (out of traffic, PodDisruptionBudget {budget}) is gone; retry",
                     key(pod)
                 ),
-                warnings: Vec::new(),
             }),
         }
     }
@@ -331,11 +328,7 @@ impl Gate {
                     pending.join("; "),
                     record.held_for().as_secs_f64()
                 );
-                return Verdict::Deny {
-                    code: 429,
-                    message,
-                    warnings: Vec::new(),
-                };
+                return Verdict::Deny { code: 429, message };
             }
             tokio::time::sleep(RECHECK).await;
         }
@@ -469,7 +462,6 @@ impl Gate {
             HoldPolicy::Strict => Verdict::Deny {
                 code: 429,
                 message: format!("lameduck gate: {} {note}", key(pod)),
-                warnings: Vec::new(),
             },
         }
     }

@@ -1,11 +1,11 @@
 //! The gate's Prometheus metrics.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -19,7 +19,7 @@ pub struct Metrics {
     escalations: Family<Vec<(String, String)>, Counter>,
     put_back: Counter,
     pod_unreachable: Counter,
-    holding: AtomicU64,
+    holding: Gauge,
 }
 
 impl Default for Metrics {
@@ -33,7 +33,7 @@ impl Default for Metrics {
             escalations: Family::default(),
             put_back: Counter::default(),
             pod_unreachable: Counter::default(),
-            holding: AtomicU64::new(0),
+            holding: Gauge::default(),
         }
     }
 }
@@ -69,7 +69,7 @@ impl Metrics {
 
     /// Sets how many pods are out of traffic now (read at scrape time).
     pub fn set_holding(&self, pods: usize) {
-        self.holding.store(pods as u64, Ordering::Relaxed);
+        self.holding.set(i64::try_from(pods).unwrap_or(i64::MAX));
     }
 
     /// OpenMetrics text.
@@ -100,12 +100,10 @@ impl Metrics {
             "Pods whose admin endpoint did not answer when the gate took them out (let go without evidence)",
             self.pod_unreachable.clone(),
         );
-        let holding = prometheus_client::metrics::gauge::Gauge::<i64>::default();
-        holding.set(i64::try_from(self.holding.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
         registry.register(
             "holding_pods",
             "Pods out of traffic now, waiting for evidence",
-            holding,
+            self.holding.clone(),
         );
         let mut text = String::new();
         // Writing to a String cannot fail.

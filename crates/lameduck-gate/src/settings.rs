@@ -143,3 +143,65 @@ impl PodHold {
         (Self { max_hold, policy }, warnings)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod_with(annotations: &[(&str, &str)]) -> Pod {
+        let mut pod = Pod::default();
+        pod.metadata.annotations = Some(
+            annotations
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        );
+        pod
+    }
+
+    #[test]
+    fn annotations_override_the_defaults_and_bad_values_fall_back_with_a_warning() {
+        let settings = Settings::default();
+        let (hold, warnings) = PodHold::of(
+            &pod_with(&[
+                (MAX_HOLD_ANNOTATION, "10m"),
+                (HOLD_POLICY_ANNOTATION, "strict"),
+            ]),
+            &settings,
+        );
+        assert_eq!(hold.max_hold, Duration::from_secs(600));
+        assert_eq!(hold.policy, HoldPolicy::Strict);
+        assert!(warnings.is_empty());
+
+        let (hold, warnings) = PodHold::of(
+            &pod_with(&[
+                (MAX_HOLD_ANNOTATION, "a while"),
+                (HOLD_POLICY_ANNOTATION, "gentle"),
+            ]),
+            &settings,
+        );
+        assert_eq!(hold.max_hold, settings.max_hold);
+        assert_eq!(hold.policy, settings.hold_policy);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("not a duration"), "{warnings:?}");
+        assert!(warnings[1].contains("\"gentle\""), "{warnings:?}");
+    }
+
+    #[test]
+    fn cancel_after_must_outlast_a_held_delete() {
+        assert!(Settings::default().validate().is_ok());
+        let short = Settings {
+            cancel_after: Duration::from_secs(10),
+            ..Settings::default()
+        };
+        let error = short
+            .validate()
+            .expect_err("10 s cancel-after with a 25 s hold limit");
+        assert!(error.contains("hold-limit"), "{error}");
+        let no_margin = Settings {
+            sync_margin: Duration::ZERO,
+            ..Settings::default()
+        };
+        assert!(no_margin.validate().is_err());
+    }
+}

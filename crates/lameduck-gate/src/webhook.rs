@@ -171,18 +171,11 @@ async fn validate(gate: &Gate, req: Request<Incoming>) -> Response<Full<Bytes>> 
                 response.warnings = Some(warnings);
             }
         }
-        Verdict::Deny {
-            code,
-            message,
-            warnings,
-        } => {
+        Verdict::Deny { code, message } => {
             response = response.deny(message);
             response.result.code = code;
             if code == 429 {
                 response.result.reason = "TooManyRequests".into();
-            }
-            if !warnings.is_empty() {
-                response.warnings = Some(warnings);
             }
         }
     }

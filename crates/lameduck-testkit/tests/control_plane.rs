@@ -9,12 +9,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Api;
 use kube::api::{DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams};
 use lameduck_testkit::k8s::{
-    ControlPlane, FakeKubelet, KubeletOptions, PodNet, PodProcess, endpoint_conditions,
+    ControlPlane, FakeKubelet, KubeletOptions, PodNet, PodProcess, create_namespace,
+    endpoint_conditions,
 };
 use lameduck_testkit::{Child, needed_or_skip, poll_until};
 use serde_json::json;
@@ -41,17 +42,7 @@ fn api_only(_: &Pod, _: &PodNet) -> Result<Option<PodProcess>, String> {
 }
 
 async fn namespace(client: &kube::Client, name: &str) {
-    let api: Api<Namespace> = Api::all(client.clone());
-    let ns = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-    api.create(&PostParams::default(), &ns).await.unwrap();
-    // The serviceaccount controller creates `default`; pods are refused until it exists.
-    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
-        Api::namespaced(client.clone(), name);
-    poll_until(WAIT, EVERY, || async {
-        accounts.get_opt("default").await.ok().flatten()
-    })
-    .await
-    .expect("the default ServiceAccount");
+    create_namespace(client, name, &[]).await.unwrap();
 }
 
 fn deployment(name: &str, replicas: i32, container: serde_json::Value) -> Deployment {

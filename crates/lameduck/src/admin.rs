@@ -182,12 +182,7 @@ fn drain_status(lameduck: &Lameduck) -> String {
         .held_since
         .or(snapshot.entered(Phase::Draining))
         .filter(|_| snapshot.phase >= Phase::Draining);
-    let quiet_for = since.map(|start| {
-        let last = activity
-            .last_arrival()
-            .map_or(start, |last| last.max(start));
-        now.saturating_duration_since(last)
-    });
+    let quiet_for = since.map(|start| now.saturating_duration_since(activity.quiet_since(start)));
     let in_flight = activity.in_flight();
     let quiet = quiet_for.is_some_and(|q| q >= settings.quiet_window) && in_flight == 0;
     let millis = |d: std::time::Duration| d.as_millis().to_string();

@@ -1,6 +1,6 @@
 //! Operating the gate: failing open, dry runs, bad input, the manifests in deploy/.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use kube::api::DeleteParams;
 use serde_json::json;
@@ -18,11 +18,16 @@ async fn with_the_gate_down_deletions_proceed_and_a_dry_run_is_never_held() {
         dry_run: true,
         ..DeleteParams::default()
     };
-    let started = Instant::now();
     cluster.pods().delete(&names[0], &dry).await.unwrap();
+    let after = cluster.pods().get(&names[0]).await.unwrap();
     assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "a dry run was held"
+        after.metadata.deletion_timestamp.is_none(),
+        "a dry run deleted the pod"
+    );
+    let labels = after.metadata.labels.unwrap_or_default();
+    assert!(
+        !labels.contains_key("lameduck.dev/gate-held"),
+        "a dry run was held: {labels:?}"
     );
     assert!(
         cluster
@@ -42,10 +47,6 @@ async fn with_the_gate_down_deletions_proceed_and_a_dry_run_is_never_held() {
     println!(
         "with the gate down, DELETE answered in {} ms",
         started.elapsed().as_millis()
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "failurePolicy Ignore: no wait"
     );
     let pod = cluster.pods().get_opt(&names[1]).await.unwrap();
     assert!(
@@ -127,19 +128,19 @@ async fn bad_input_gets_a_clear_answer() {
         )
         .await;
     let pod = cluster.pod_names("odd").await[0].clone();
-    let started = Instant::now();
     if let Err(e) = cluster.pods().delete(&pod, &DeleteParams::default()).await {
         panic!(
             "DELETE of {pod}: {e}; the gate's log:\n{}",
             cluster.gate_log()
         );
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "held a pod it cannot drain"
-    );
     let log = cluster.gate_log();
     assert!(log.contains("could not take it out of traffic"), "{log}");
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("taken out of traffic; holding") && l.contains(pod.as_str())),
+        "held a pod it cannot drain: {log}"
+    );
 }
 
 /// A YAML node as JSON, with the core schema's types for plain scalars.

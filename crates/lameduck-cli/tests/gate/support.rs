@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::Api;
 use kube::api::{ListParams, PostParams};
 use lameduck_testkit::k8s::{
-    ControlPlane, FakeKubelet, KubeletOptions, PodNet, PodProcess, endpoint_conditions,
+    ControlPlane, FakeKubelet, KubeletOptions, PodNet, PodProcess, create_namespace,
+    endpoint_conditions,
 };
 use lameduck_testkit::{Child, poll_until};
 use serde_json::json;
@@ -180,18 +181,9 @@ impl Cluster {
     }
 
     async fn namespace(&self) {
-        let api: Api<Namespace> = Api::all(self.client.clone());
-        let ns = serde_json::from_value(
-            json!({"metadata": {"name": NS, "labels": {"lameduck.dev/gate": "enabled"}}}),
-        )
-        .unwrap();
-        api.create(&PostParams::default(), &ns).await.unwrap();
-        let accounts: Api<ServiceAccount> = Api::namespaced(self.client.clone(), NS);
-        poll_until(WAIT, EVERY, || async {
-            accounts.get_opt("default").await.ok().flatten()
-        })
-        .await
-        .expect("the default ServiceAccount");
+        create_namespace(&self.client, NS, &[("lameduck.dev/gate", "enabled")])
+            .await
+            .unwrap();
     }
 
     /// A Deployment of `replicas` lameduck-wrapped pods that name their admin port to the

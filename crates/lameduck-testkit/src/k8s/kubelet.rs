@@ -113,7 +113,7 @@ struct State {
     /// Pods bound to each node (for the scheduler's spreading).
     per_node: BTreeMap<String, usize>,
     free_ips: Vec<Ipv4Addr>,
-    /// Pod IPs and UIDs, to count a node's pods when they go.
+    /// The node each pod (by UID) is bound to, to count a node's pods when they go.
     node_of: HashMap<String, String>,
 }
 

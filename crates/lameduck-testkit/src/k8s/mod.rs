@@ -363,6 +363,45 @@ impl Drop for ControlPlane {
     }
 }
 
+/// Creates namespace `name` with `labels` and waits (at most 60 s) for its `default`
+/// ServiceAccount, which the serviceaccount controller creates and without which pods are
+/// refused.
+pub async fn create_namespace(
+    client: &kube::Client,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Result<(), Error> {
+    let namespace = k8s_openapi::api::core::v1::Namespace {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            ),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::all(client.clone())
+        .create(&kube::api::PostParams::default(), &namespace)
+        .await?;
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), name);
+    crate::poll_until(
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || async { accounts.get_opt("default").await.ok().flatten() },
+    )
+    .await
+    .map(|_| ())
+    .ok_or_else(|| {
+        Error::Client(format!(
+            "namespace {name}: no default ServiceAccount after 60 s"
+        ))
+    })
+}
+
 /// The conditions of a Service's endpoints (from its EndpointSlices), by pod name:
 /// `(ready, serving, terminating)`, each `false` when unset.
 pub async fn endpoint_conditions(
