@@ -52,8 +52,8 @@ pub struct RunArgs {
     pub admin: Option<String>,
     /// Drain proxy: listen on LISTEN and forward to the app on UPSTREAM (IP:PORT, or a bare
     /// PORT meaning 0.0.0.0:PORT and 127.0.0.1:PORT). Repeat it (or separate values with
-    /// commas) for an app with several ports; a leading `tcp:` or `http:` sets that proxy's
-    /// protocol.
+    /// commas) for an app with several ports; a leading `auto:`, `http:` or `tcp:` sets that
+    /// proxy's protocol.
     #[arg(
         long,
         value_name = "[PROTOCOL:]LISTEN=UPSTREAM",
@@ -61,8 +61,9 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub proxy: Vec<ProxySpec>,
-    /// What the proxies speak unless their --proxy says: http (HTTP/1.1, h2c, WebSocket) or
-    /// tcp (bytes) [default: http].
+    /// What the proxies speak unless their --proxy says: auto (per connection: HTTP/1 and h2c
+    /// are drained as HTTP, TLS and other protocols spliced), http (HTTP/1.1, h2c, WebSocket)
+    /// or tcp (bytes) [default: auto].
     #[arg(
         long,
         value_name = "PROTOCOL",
@@ -70,6 +71,16 @@ pub struct RunArgs {
         requires = "proxy"
     )]
     pub protocol: Option<Protocol>,
+    /// Auto: how long a connection may send nothing before it is spliced as a server-first
+    /// protocol (SMTP, MySQL), whose greeting waits that long [default: 250ms].
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "LAMEDUCK_DETECT_TIMEOUT",
+        requires = "proxy",
+        value_parser = duration
+    )]
+    pub detect_timeout: Option<Duration>,
     /// What the HTTP proxy speaks to the app: same (as the client), http1 or h2c
     /// [default: same].
     #[arg(
@@ -350,6 +361,9 @@ fn proxy_configs(args: &RunArgs) -> Result<Vec<ProxyConfig>, Failure> {
         configs.push(ProxyConfig {
             spec,
             protocol,
+            detect_timeout: args
+                .detect_timeout
+                .unwrap_or(lameduck_run::DEFAULT_DETECT_TIMEOUT),
             upstream_protocol: args.upstream_protocol.unwrap_or_default(),
             client_address,
             accept_proxy_protocol: match &args.accept_proxy_protocol {
@@ -372,7 +386,13 @@ fn proxy_configs(args: &RunArgs) -> Result<Vec<ProxyConfig>, Failure> {
     }
     if args.upstream_protocol.is_some() && configs.iter().all(|c| c.protocol == Protocol::Tcp) {
         return Err(Failure::usage(anyhow!(
-            "--upstream-protocol applies to --protocol http only; a TCP proxy passes bytes as they are"
+            "--upstream-protocol applies to --protocol http and auto only; a TCP proxy passes \
+             bytes as they are"
+        )));
+    }
+    if args.detect_timeout.is_some() && configs.iter().all(|c| c.protocol != Protocol::Auto) {
+        return Err(Failure::usage(anyhow!(
+            "--detect-timeout applies to --protocol auto only"
         )));
     }
     Ok(configs)

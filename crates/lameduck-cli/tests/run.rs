@@ -480,7 +480,29 @@ fn bad_input_is_one_clear_message_and_a_nonzero_exit() {
                 "h2c",
             ],
             2,
-            "--upstream-protocol applies to --protocol http only",
+            "--upstream-protocol applies to --protocol http and auto only",
+        ),
+        (
+            vec![
+                "--proxy",
+                "18080=18081",
+                "--protocol",
+                "http",
+                "--detect-timeout",
+                "1s",
+            ],
+            2,
+            "--detect-timeout applies to --protocol auto only",
+        ),
+        (
+            vec!["--proxy", "18080=18081", "--detect-timeout", "soon"],
+            2,
+            "invalid value 'soon' for '--detect-timeout <DURATION>'",
+        ),
+        (
+            vec!["--proxy", "udp:18080=18081"],
+            2,
+            "is not a proxy protocol (use auto, http or tcp)",
         ),
         (
             vec!["--proxy", "18080=18081", "--client-address", "proxy-v1"],

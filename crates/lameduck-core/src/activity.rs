@@ -70,6 +70,13 @@ impl Activity {
     /// Records a request arrival and counts it in flight until the guard drops.
     pub fn start_request(self: &Arc<Self>) -> InFlightGuard {
         self.record_arrival();
+        self.start_pending()
+    }
+
+    /// Counts work in flight that is not (yet) an arrival, such as a connection whose protocol
+    /// the drain proxy is still detecting: the drain wait must not end under it, and the
+    /// arrival is recorded once the connection reaches the server that handles it.
+    pub fn start_pending(self: &Arc<Self>) -> InFlightGuard {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlightGuard {
             activity: Arc::clone(self),

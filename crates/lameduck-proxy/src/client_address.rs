@@ -6,7 +6,8 @@ use std::str::FromStr;
 /// How the proxy tells the app who the client is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientAddress {
-    /// HTTP mode: append the client's IP to `X-Forwarded-For`.
+    /// HTTP mode (and the HTTP connections of `auto`): append the client's IP to
+    /// `X-Forwarded-For`.
     XForwardedFor,
     /// TCP mode: start each app connection with a PROXY protocol v1 (text) header.
     ProxyV1,
@@ -22,7 +23,7 @@ impl ClientAddress {
     /// header (one it does not expect would be read as the start of its protocol).
     pub fn default_for(protocol: crate::Protocol) -> Self {
         match protocol {
-            crate::Protocol::Http => Self::XForwardedFor,
+            crate::Protocol::Http | crate::Protocol::Auto => Self::XForwardedFor,
             crate::Protocol::Tcp => Self::None,
         }
     }
@@ -34,7 +35,7 @@ impl ClientAddress {
                 "x-forwarded-for needs --protocol http: a TCP proxy does not read the bytes it \
                  passes (use proxy-v1 or proxy-v2 if the app accepts the PROXY protocol)",
             ),
-            (Self::ProxyV1 | Self::ProxyV2, crate::Protocol::Http) => Some(
+            (Self::ProxyV1 | Self::ProxyV2, crate::Protocol::Http | crate::Protocol::Auto) => Some(
                 "the PROXY protocol needs --protocol tcp: HTTP mode reuses app connections for \
                  many clients, so a header per connection would name the wrong one (use \
                  x-forwarded-for)",
@@ -163,6 +164,15 @@ mod tests {
             ClientAddress::None
                 .conflict(crate::Protocol::Http)
                 .is_none()
+        );
+        assert!(
+            ClientAddress::ProxyV1
+                .conflict(crate::Protocol::Auto)
+                .is_some()
+        );
+        assert_eq!(
+            ClientAddress::default_for(crate::Protocol::Auto),
+            ClientAddress::XForwardedFor
         );
         assert_eq!("PROXY-V2".parse(), Ok(ClientAddress::ProxyV2));
         assert!("proxy-v3".parse::<ClientAddress>().is_err());

@@ -15,12 +15,16 @@
 //!   close`, two-step GOAWAY, idle close, forced close) — the same code the library uses.
 //! - [`serve_tcp`] (TCP mode): an accept loop that splices bytes, reports connections to the
 //!   shutdown core and closes idle ones at Closing.
+//! - [`detect`] (`auto` mode, the default): per connection, its first bytes (peeked, not read)
+//!   choose the HTTP path or the TCP splice, so HTTP is drained without loss while TLS and
+//!   other protocols on the same port still pass.
 //! - [`ClientAddress`]: how the app learns the client's address (`X-Forwarded-For` in HTTP
 //!   mode, a PROXY protocol header in TCP mode, or not at all).
 //! - [`ProxyMetrics`]: the requests and connections the proxy failed itself, which the app
 //!   cannot count, on `/metrics`.
 
 mod client_address;
+pub mod detect;
 mod forward;
 mod headers;
 mod metrics;
@@ -30,6 +34,7 @@ mod tunnel;
 mod upstream;
 
 pub use client_address::ClientAddress;
+pub use detect::{DEFAULT_DETECT_TIMEOUT, Detection, split};
 pub use forward::{BodyError, Forward, ForwardBody, UpstreamProtocol};
 pub use metrics::{Failure, ProxyMetrics};
 pub use spec::{Protocol, ProxySpec, SpecError};

@@ -5,10 +5,14 @@
 //! dashboard can show that they did.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use lameduck::Lameduck;
 use lameduck::prometheus_client::metrics::counter::Counter;
 use lameduck::prometheus_client::metrics::family::Family;
+
+use crate::detect::Detected;
 
 /// One failure of the proxy's own, as its `kind` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,28 +35,38 @@ impl Failure {
     }
 }
 
-/// `listen` (the proxy's address, one series per proxy) and `kind`.
+/// `listen` (the proxy's address, one series per proxy) and `kind` or `protocol`.
 type Labels = [(&'static str, String); 2];
 
-/// The failure counters of one proxy (clones share values), in a family shared by all proxies
-/// of the process: each proxy's series carry its listening address.
+/// The counters of one proxy (clones share values), in families shared by all proxies of the
+/// process: each proxy's series carry its listening address.
 #[derive(Debug, Clone, Default)]
 pub struct ProxyMetrics {
     failures: Family<Labels, Counter>,
+    detected: Family<Labels, Counter>,
     listen: String,
+    /// Whether this proxy already said that HTTP arrived where it could not drain it.
+    warned_http_spliced: Arc<AtomicBool>,
 }
 
 impl ProxyMetrics {
     /// Renders the counters of this proxy and of every proxy made from it with
     /// [`ProxyMetrics::for_listener`] on `lameduck`'s `/metrics`, as
-    /// `lameduck_proxy_failures_total{listen, kind}`.
+    /// `lameduck_proxy_failures_total{listen, kind}` and (`auto` proxies)
+    /// `lameduck_proxy_detected_total{listen, protocol}`.
     pub fn register(&self, lameduck: &Lameduck) {
-        let failures = self.failures.clone();
+        let (failures, detected) = (self.failures.clone(), self.detected.clone());
         lameduck.register_metrics(move |registry| {
             registry.register(
                 "lameduck_proxy_failures",
                 "Requests (HTTP) and connections (TCP) a proxy failed itself, by kind",
                 failures.clone(),
+            );
+            registry.register(
+                "lameduck_proxy_detected",
+                "Connections of an auto proxy, by the protocol their first bytes showed \
+                 (http1 and h2c take the HTTP path; the others are spliced)",
+                detected.clone(),
             );
         });
     }
@@ -62,23 +76,48 @@ impl ProxyMetrics {
     pub fn for_listener(&self, listen: SocketAddr) -> Self {
         let proxy = Self {
             failures: self.failures.clone(),
+            detected: self.detected.clone(),
             listen: listen.to_string(),
+            warned_http_spliced: Arc::default(),
         };
         for kind in Failure::ALL {
-            let _ = proxy.failures.get_or_create(&proxy.labels(kind));
+            let _ = proxy
+                .failures
+                .get_or_create(&proxy.labels("kind", kind.as_str()));
         }
         proxy
     }
 
-    /// Counts one failure.
-    pub fn failed(&self, kind: Failure) {
-        self.failures.get_or_create(&self.labels(kind)).inc();
+    /// Renders every protocol of [`ProxyMetrics::detected`] for this proxy from now on.
+    pub fn detects(&self) {
+        for protocol in Detected::ALL {
+            let _ = self
+                .detected
+                .get_or_create(&self.labels("protocol", protocol.as_str()));
+        }
     }
 
-    fn labels(&self, kind: Failure) -> Labels {
-        [
-            ("listen", self.listen.clone()),
-            ("kind", kind.as_str().to_owned()),
-        ]
+    /// Counts one failure.
+    pub fn failed(&self, kind: Failure) {
+        self.failures
+            .get_or_create(&self.labels("kind", kind.as_str()))
+            .inc();
+    }
+
+    /// Counts one connection an `auto` proxy detected.
+    pub fn detected(&self, protocol: Detected) {
+        self.detected
+            .get_or_create(&self.labels("protocol", protocol.as_str()))
+            .inc();
+    }
+
+    /// Whether this is the first time this proxy spliced a connection that speaks HTTP (which
+    /// it then says once, at warning level).
+    pub(crate) fn first_http_spliced(&self) -> bool {
+        !self.warned_http_spliced.swap(true, Ordering::Relaxed)
+    }
+
+    fn labels(&self, name: &'static str, value: &str) -> Labels {
+        [("listen", self.listen.clone()), (name, value.to_owned())]
     }
 }

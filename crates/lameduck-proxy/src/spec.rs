@@ -28,18 +28,29 @@ pub enum SpecError {
     #[error("listen and upstream are the same address {0}: the proxy would forward to itself")]
     Loop(SocketAddr),
     /// Unknown protocol name.
-    #[error("{0:?} is not a proxy protocol (use http or tcp)")]
+    #[error("{0:?} is not a proxy protocol (use auto, http or tcp)")]
     Protocol(String),
 }
 
 /// What the proxy understands of the traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Protocol {
-    /// HTTP/1.1 and h2c, with upgrades: per-request evidence, `Connection: close`, GOAWAY.
+    /// Per connection, by its first bytes: HTTP/1 and h2c take the `Http` path, anything else
+    /// (TLS, client-first binary protocols, and server-first ones after a short silence) the
+    /// `Tcp` splice. See [`crate::detect`].
     #[default]
+    Auto,
+    /// HTTP/1.1 and h2c, with upgrades: per-request evidence, `Connection: close`, GOAWAY.
     Http,
     /// Bytes: per-connection evidence; idle connections are closed at Closing.
     Tcp,
+}
+
+impl Protocol {
+    /// Whether connections of this protocol may take the HTTP path.
+    pub fn serves_http(self) -> bool {
+        self != Self::Tcp
+    }
 }
 
 impl FromStr for Protocol {
@@ -47,6 +58,7 @@ impl FromStr for Protocol {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
             "http" => Ok(Self::Http),
             "tcp" => Ok(Self::Tcp),
             _ => Err(SpecError::Protocol(s.to_owned())),
@@ -57,6 +69,7 @@ impl FromStr for Protocol {
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Self::Auto => "auto",
             Self::Http => "http",
             Self::Tcp => "tcp",
         })
@@ -171,5 +184,7 @@ mod tests {
         ));
         assert!("udp".parse::<Protocol>().is_err());
         assert_eq!("TCP".parse::<Protocol>(), Ok(Protocol::Tcp));
+        assert_eq!("auto".parse::<Protocol>(), Ok(Protocol::Auto));
+        assert_eq!(Protocol::default(), Protocol::Auto);
     }
 }

@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::ClientAddress;
+use crate::detect::{Detected, Verdict, classify};
 use crate::metrics::{Failure, ProxyMetrics};
 
 /// How long connecting to the app may take before the client's connection is closed.
@@ -32,6 +33,9 @@ pub struct TcpForward {
     pub accept_proxy_protocol: bool,
     /// Where connections closed because the app could not be reached are counted.
     pub metrics: ProxyMetrics,
+    /// The connections come from `auto` detection, which saw no HTTP in their first bytes (so
+    /// HTTP seen later means a client that waited past the detection timeout).
+    pub after_detection: bool,
 }
 
 /// Accepts on `listener` until Closing and splices every connection as `forward` says.
@@ -95,6 +99,7 @@ async fn splice(
         client_address,
         accept_proxy_protocol,
         metrics,
+        after_detection,
     } = forward;
     let mut bell = phases.subscribe();
     let _ = client.set_nodelay(true);
@@ -148,10 +153,15 @@ async fn splice(
     let mut client = Counted {
         stream: client,
         moved: &moved,
+        sniff: Some(Sniff {
+            metrics: &metrics,
+            after_detection,
+        }),
     };
     let mut app = Counted {
         stream: app,
         moved: &moved,
+        sniff: None,
     };
     let copy =
         tokio::io::copy_bidirectional_with_sizes(&mut client, &mut app, 32 * 1024, 32 * 1024);
@@ -226,6 +236,41 @@ struct Counted<'a> {
     stream: TcpStream,
     /// Shared by both sockets of a connection, which one task polls.
     moved: &'a AtomicU64,
+    /// The client's side: its first read is looked at once for HTTP.
+    sniff: Option<Sniff<'a>>,
+}
+
+/// Says (once per proxy) that a spliced connection speaks HTTP, which the splice cannot drain
+/// without losing the requests that race an idle close.
+#[derive(Debug)]
+struct Sniff<'a> {
+    metrics: &'a ProxyMetrics,
+    after_detection: bool,
+}
+
+impl Sniff<'_> {
+    fn first_read(self, bytes: &[u8]) {
+        let http = matches!(
+            classify(bytes),
+            Verdict::Is(Detected::Http1 | Detected::H2c)
+        );
+        if !http || !self.metrics.first_http_spliced() {
+            return;
+        }
+        if self.after_detection {
+            tracing::warn!(
+                "a client sent HTTP only after the detection timeout, so its connection is \
+                 spliced and cannot be drained without loss; raise --detect-timeout if clients \
+                 open connections ahead of their requests (further ones are not logged)"
+            );
+        } else {
+            tracing::warn!(
+                "a TCP proxy is splicing HTTP: closing idle keep-alive connections races with \
+                 clients' next requests; --protocol http or auto would drain them without loss \
+                 (further ones are not logged)"
+            );
+        }
+    }
 }
 
 impl AsyncRead for Counted<'_> {
@@ -240,6 +285,9 @@ impl AsyncRead for Counted<'_> {
             // A load and a store, not an atomic add: one task is the only writer.
             let moved = self.moved.load(Ordering::Relaxed);
             self.moved.store(moved.wrapping_add(1), Ordering::Relaxed);
+            if let Some(sniff) = self.sniff.take() {
+                sniff.first_read(&buf.filled()[before..]);
+            }
         }
         polled
     }

@@ -28,7 +28,9 @@ pub use child::{ChildExit, ForwardTo, parse_signal};
 pub use error::{NOT_EXECUTABLE, NOT_FOUND, RunError, SETUP_FAILED};
 pub use lameduck::Builder;
 pub use lameduck_core::{Settings, parse_duration};
-pub use lameduck_proxy::{ClientAddress, Protocol, ProxySpec, SpecError, UpstreamProtocol};
+pub use lameduck_proxy::{
+    ClientAddress, DEFAULT_DETECT_TIMEOUT, Protocol, ProxySpec, SpecError, UpstreamProtocol,
+};
 pub use nix::sys::signal::Signal;
 pub use probe::{ProbeError, Target, check, request_drain};
 pub use supervisor::{ProxyConfig, RunConfig, run};

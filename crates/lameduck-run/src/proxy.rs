@@ -14,8 +14,8 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
 
-use lameduck::Lameduck;
-use lameduck_proxy::{Forward, Protocol, ProxyMetrics, TcpForward, serve_tcp};
+use lameduck::{Lameduck, Listener};
+use lameduck_proxy::{Detection, Forward, Protocol, ProxyMetrics, TcpForward, split};
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::RunError;
@@ -101,35 +101,68 @@ async fn serve(
         }
     };
     match proxy.protocol {
-        Protocol::Http => {
-            // One Forward per shard: its upstream connections stay on this shard's thread.
-            let forward = Forward::new(
-                proxy.spec.upstream,
-                proxy.upstream_protocol,
-                proxy.client_address,
-                lameduck.shutdown().force_close().clone(),
-                metrics,
-            );
-            let serve = lameduck
-                .serve(listener, forward)
-                .per_connection(Forward::for_connection);
-            let serve = if proxy.accept_proxy_protocol {
-                serve.accept_proxy_protocol()
-            } else {
-                serve
-            };
-            if let Err(error) = serve.await {
-                tracing::error!(error = %error_text(&error), "drain proxy failed");
-            }
-        }
-        Protocol::Tcp => {
-            let forward = TcpForward {
-                upstream: proxy.spec.upstream,
-                client_address: proxy.client_address,
+        Protocol::Http => serve_http(&lameduck, listener, proxy, metrics).await,
+        Protocol::Tcp => serve_tcp(&lameduck, listener, proxy, metrics, false).await,
+        Protocol::Auto => {
+            let detection = Detection {
+                timeout: proxy.detect_timeout,
                 accept_proxy_protocol: proxy.accept_proxy_protocol,
-                metrics,
+                metrics: metrics.clone(),
             };
-            serve_tcp(lameduck.shutdown().clone(), listener, forward).await;
+            let (http, tcp, accept) = split(lameduck.shutdown().clone(), listener, detection);
+            tokio::join!(
+                accept,
+                serve_http(&lameduck, http, proxy, metrics.clone()),
+                serve_tcp(&lameduck, tcp, proxy, metrics, true),
+            );
         }
     }
+}
+
+/// The HTTP path: the library's server (phases per request) over a [`Forward`].
+async fn serve_http(
+    lameduck: &Lameduck,
+    listener: impl Listener,
+    proxy: ProxyConfig,
+    metrics: ProxyMetrics,
+) {
+    // One Forward per shard: its upstream connections stay on this shard's thread.
+    let forward = Forward::new(
+        proxy.spec.upstream,
+        proxy.upstream_protocol,
+        proxy.client_address,
+        lameduck.shutdown().force_close().clone(),
+        metrics,
+    );
+    let serve = lameduck
+        .serve(listener, forward)
+        .per_connection(Forward::for_connection);
+    let serve = if proxy.accept_proxy_protocol {
+        serve.accept_proxy_protocol()
+    } else {
+        serve
+    };
+    if let Err(error) = serve.await {
+        tracing::error!(error = %error_text(&error), "drain proxy failed");
+    }
+}
+
+/// The TCP path: bytes spliced, phases per connection.
+async fn serve_tcp(
+    lameduck: &Lameduck,
+    listener: impl Listener,
+    proxy: ProxyConfig,
+    metrics: ProxyMetrics,
+    after_detection: bool,
+) {
+    let forward = TcpForward {
+        upstream: proxy.spec.upstream,
+        // Under auto, X-Forwarded-For reaches the app on HTTP connections only: a spliced one
+        // has no place for it.
+        client_address: proxy.client_address,
+        accept_proxy_protocol: proxy.accept_proxy_protocol,
+        metrics,
+        after_detection,
+    };
+    lameduck_proxy::serve_tcp(lameduck.shutdown().clone(), listener, forward).await;
 }

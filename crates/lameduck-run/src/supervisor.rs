@@ -48,8 +48,10 @@ pub struct RunConfig {
 pub struct ProxyConfig {
     /// Listen and upstream addresses.
     pub spec: ProxySpec,
-    /// HTTP or TCP.
+    /// Auto, HTTP or TCP.
     pub protocol: Protocol,
+    /// Auto: how long a connection may stay silent before it is spliced.
+    pub detect_timeout: Duration,
     /// What HTTP mode speaks to the app.
     pub upstream_protocol: UpstreamProtocol,
     /// How the app learns the client's address.
@@ -125,8 +127,11 @@ pub async fn run(builder: Builder, config: RunConfig) -> Result<u8, RunError> {
         let threads = listeners.len();
         tracing::info!(listen = %proxy.spec.listen, upstream = %proxy.spec.upstream, protocol = %proxy.protocol, accept_proxy_protocol = proxy.accept_proxy_protocol, threads, "drain proxy");
         let metrics = metrics.for_listener(proxy.spec.listen);
+        if proxy.protocol == Protocol::Auto {
+            metrics.detects();
+        }
         proxy::start(&lameduck, listeners, proxy, metrics)?;
-        serves_http |= proxy.protocol == Protocol::Http;
+        serves_http |= proxy.protocol.serves_http();
     }
     if !serves_http {
         // An HTTP proxy marks the process ready once it accepts.

@@ -20,7 +20,7 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The longest header taken. A v1 header is at most 107 bytes; v2 headers carry optional
 /// fields (an NLB's VPC endpoint id, TLS details) that stay far below this.
-const MAX_HEADER: usize = 4096;
+pub const MAX_HEADER: usize = 4096;
 
 /// Pause before looking again at a header that has arrived only in part (peeking at the same
 /// bytes again would return at once).
@@ -126,30 +126,56 @@ async fn consume_header(
         if peeked == 0 {
             return Err(ProxyHeaderError::Closed);
         }
-        let parsed = HeaderResult::parse(&buf[..peeked]);
-        if parsed.is_incomplete() {
-            if peeked == buf.len() {
-                return Err(ProxyHeaderError::TooLong);
+        match parse_prefix(&buf[..peeked])? {
+            HeaderPrefix::Incomplete => {
+                if peeked == seen {
+                    tokio::time::sleep(PARTIAL_RETRY).await;
+                }
+                seen = peeked;
             }
-            if peeked == seen {
-                tokio::time::sleep(PARTIAL_RETRY).await;
+            HeaderPrefix::Complete { length, addresses } => {
+                stream.read_exact(&mut buf[..length]).await?;
+                return Ok(addresses);
             }
-            seen = peeked;
-            continue;
         }
-        let (length, addresses) = match parsed {
-            HeaderResult::V1(Ok(header)) => (header.header.len(), v1_addresses(header.addresses)),
-            HeaderResult::V2(Ok(header)) => (header.len(), v2_addresses(&header)),
-            HeaderResult::V1(Err(error)) => {
-                return Err(ProxyHeaderError::Invalid(error.to_string()));
-            }
-            HeaderResult::V2(Err(error)) => {
-                return Err(ProxyHeaderError::Invalid(error.to_string()));
-            }
-        };
-        stream.read_exact(&mut buf[..length]).await?;
-        return Ok(addresses);
     }
+}
+
+/// What the first bytes of a connection show of its PROXY protocol header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderPrefix {
+    /// So far a valid start of a header: more bytes are needed.
+    Incomplete,
+    /// A whole header of `length` bytes, naming `addresses` (see [`read_header`] for `None`).
+    Complete {
+        /// The header's bytes; the client's own protocol starts after them.
+        length: usize,
+        /// The client and destination it names, if any.
+        addresses: Option<ProxiedAddresses>,
+    },
+}
+
+/// Reads the PROXY protocol header at the start of `bytes` without consuming anything: the one
+/// reading of a header, shared by [`read_header`] and the drain proxy's protocol detection,
+/// which must look past the header at the client's first bytes.
+///
+/// A header still incomplete in [`MAX_HEADER`] bytes is [`ProxyHeaderError::TooLong`].
+pub fn parse_prefix(bytes: &[u8]) -> Result<HeaderPrefix, ProxyHeaderError> {
+    let parsed = HeaderResult::parse(bytes);
+    if parsed.is_incomplete() {
+        return if bytes.len() >= MAX_HEADER {
+            Err(ProxyHeaderError::TooLong)
+        } else {
+            Ok(HeaderPrefix::Incomplete)
+        };
+    }
+    let (length, addresses) = match parsed {
+        HeaderResult::V1(Ok(header)) => (header.header.len(), v1_addresses(header.addresses)),
+        HeaderResult::V2(Ok(header)) => (header.len(), v2_addresses(&header)),
+        HeaderResult::V1(Err(error)) => return Err(ProxyHeaderError::Invalid(error.to_string())),
+        HeaderResult::V2(Err(error)) => return Err(ProxyHeaderError::Invalid(error.to_string())),
+    };
+    Ok(HeaderPrefix::Complete { length, addresses })
 }
 
 fn v1_addresses(addresses: ppp::v1::Addresses) -> Option<ProxiedAddresses> {

@@ -86,6 +86,7 @@ async fn at_closing_quiet_connections_close_and_busy_ones_stay_until_quiet_or_fo
             client_address: ClientAddress::None,
             accept_proxy_protocol: false,
             metrics: ProxyMetrics::default(),
+            after_detection: false,
         },
     ));
     shutdown.lifecycle().mark_ready();

@@ -1,0 +1,319 @@
+//! `--protocol auto`: each connection takes the HTTP path or the TCP splice, by its first bytes.
+//!
+//! A TCP splice cannot drain HTTP keep-alive connections without loss: closing an idle one races
+//! with the client's next request, and only HTTP's own signals (`Connection: close`, GOAWAY)
+//! avoid that. So a connection whose first bytes are an HTTP/1 request line or the h2c preface
+//! goes to the HTTP server; anything else (a TLS ClientHello, a database's startup message) is
+//! spliced as it is. Server-first protocols (SMTP, MySQL) send nothing until the server greets
+//! them, so a connection silent for the detection timeout is spliced too: the timeout is what
+//! such a protocol's greeting is delayed by, so it stays short.
+//!
+//! Detection peeks, never reads: whichever path a connection takes gets every byte, a PROXY
+//! protocol header included. The peek is bounded in bytes (a request line longer than
+//! [`REQUEST_LINE_LIMIT`] is not taken for HTTP) and in time, as Linkerd's proxy bounds its
+//! own detection.
+
+use std::io;
+use std::time::Duration;
+
+use lameduck::{Listener, is_per_connection, proxy_protocol};
+use lameduck_core::{Phase, Shutdown};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::metrics::ProxyMetrics;
+
+/// How long a connection may stay silent before it is spliced as a server-first protocol.
+pub const DEFAULT_DETECT_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// The longest HTTP/1 request line taken for HTTP (hyper's and Linkerd's buffers are 8 KiB).
+pub const REQUEST_LINE_LIMIT: usize = 8 * 1024;
+
+/// Methods are short tokens; a longer first word is not HTTP.
+const METHOD_LIMIT: usize = 32;
+
+/// What most first reads fit in; the buffer grows to the limits only for longer request lines.
+const FIRST_PEEK: usize = 1024;
+
+/// Pause before peeking again at bytes that did not decide yet (a peek at the same bytes would
+/// return at once).
+const PARTIAL_RETRY: Duration = Duration::from_millis(2);
+
+/// The h2c connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What a connection's first bytes showed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Detected {
+    /// An HTTP/1.x request line: the HTTP path.
+    Http1,
+    /// The HTTP/2 prior-knowledge preface: the HTTP path.
+    H2c,
+    /// A TLS record (a ClientHello): spliced; the proxy cannot read inside it.
+    Tls,
+    /// Bytes of another protocol: spliced.
+    Other,
+    /// Nothing within the detection timeout (a server-first protocol, or an idle client):
+    /// spliced.
+    Silent,
+    /// Closed (or failed) before sending a byte: nothing to forward.
+    Closed,
+}
+
+impl Detected {
+    /// Every value, for metrics that render each from the start.
+    pub const ALL: [Self; 6] = [
+        Self::Http1,
+        Self::H2c,
+        Self::Tls,
+        Self::Other,
+        Self::Silent,
+        Self::Closed,
+    ];
+
+    /// Its `protocol` label on `/metrics`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http1 => "http1",
+            Self::H2c => "h2c",
+            Self::Tls => "tls",
+            Self::Other => "other",
+            Self::Silent => "silent",
+            Self::Closed => "closed",
+        }
+    }
+
+    /// Whether the connection goes to the HTTP server.
+    pub fn is_http(self) -> bool {
+        matches!(self, Self::Http1 | Self::H2c)
+    }
+}
+
+/// What the first bytes of a connection (past any PROXY header) say so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Decided.
+    Is(Detected),
+    /// Consistent with HTTP so far: more bytes are needed.
+    NeedMore,
+}
+
+/// Classifies the first bytes a client sent. Pure, and decides as early as it can: a byte
+/// that no request line has at its place makes the connection non-HTTP at once, so a
+/// client-first binary protocol is spliced without waiting for the timeout.
+pub(crate) fn classify(bytes: &[u8]) -> Verdict {
+    let Some(&first) = bytes.first() else {
+        return Verdict::NeedMore;
+    };
+    // The preface's first line looks like a request line of method PRI: test it first.
+    let preface = bytes.len().min(H2_PREFACE.len());
+    if bytes[..preface] == H2_PREFACE[..preface] {
+        return if preface == H2_PREFACE.len() {
+            Verdict::Is(Detected::H2c)
+        } else {
+            Verdict::NeedMore
+        };
+    }
+    // A TLS handshake record.
+    if first == 0x16 {
+        return Verdict::Is(Detected::Tls);
+    }
+    request_line(bytes)
+}
+
+/// Follows `METHOD SP TARGET SP HTTP/1.d` (RFC 9112 §3) as far as `bytes` go.
+fn request_line(bytes: &[u8]) -> Verdict {
+    const VERSION: &[u8] = b"HTTP/1.";
+    let not_http = Verdict::Is(Detected::Other);
+    let method = bytes.iter().take_while(|&&b| is_tchar(b)).count();
+    if method == bytes.len() {
+        return if method <= METHOD_LIMIT {
+            Verdict::NeedMore
+        } else {
+            not_http
+        };
+    }
+    if method == 0 || method > METHOD_LIMIT || bytes[method] != b' ' {
+        return not_http;
+    }
+    let rest = &bytes[method + 1..];
+    // The target: visible ASCII or obs-text, up to the next space.
+    let target = rest.iter().take_while(|&&b| b > b' ' && b != 0x7f).count();
+    if method + 1 + target > REQUEST_LINE_LIMIT {
+        return not_http;
+    }
+    if target == rest.len() {
+        return Verdict::NeedMore;
+    }
+    if target == 0 || rest[target] != b' ' {
+        return not_http;
+    }
+    let version = &rest[target + 1..];
+    let known = version.len().min(VERSION.len());
+    if version[..known] != VERSION[..known] {
+        return not_http;
+    }
+    match version.get(VERSION.len()) {
+        None => Verdict::NeedMore,
+        Some(digit) if digit.is_ascii_digit() => Verdict::Is(Detected::Http1),
+        Some(_) => not_http,
+    }
+}
+
+/// A token character (RFC 9110 §5.6.2).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Peeks at `stream` until its first bytes (past a PROXY protocol header when
+/// `proxy_header`) decide, or the client closes. The caller bounds the time.
+async fn peek_until_decided(stream: &TcpStream, proxy_header: bool) -> Detected {
+    let mut buf = vec![0_u8; FIRST_PEEK];
+    let limit = REQUEST_LINE_LIMIT
+        + if proxy_header {
+            proxy_protocol::MAX_HEADER
+        } else {
+            0
+        };
+    let mut seen = 0;
+    // Ends by a verdict, the client's end, or the caller's timeout.
+    loop {
+        let peeked = match stream.peek(&mut buf).await {
+            Ok(0) | Err(_) => return Detected::Closed,
+            Ok(peeked) => peeked,
+        };
+        let bytes = &buf[..peeked];
+        let start = if proxy_header {
+            match proxy_protocol::parse_prefix(bytes) {
+                Ok(proxy_protocol::HeaderPrefix::Complete { length, .. }) => Some(length),
+                Ok(proxy_protocol::HeaderPrefix::Incomplete) => None,
+                // The TCP path refuses (and counts) a connection with a bad header.
+                Err(_) => return Detected::Other,
+            }
+        } else {
+            Some(0)
+        };
+        match start.map_or(Verdict::NeedMore, |start| classify(&bytes[start..])) {
+            Verdict::Is(detected) => return detected,
+            Verdict::NeedMore if peeked == buf.len() => {
+                if buf.len() >= limit {
+                    return Detected::Other;
+                }
+                buf.resize(limit, 0);
+            }
+            Verdict::NeedMore => {
+                if peeked == seen {
+                    tokio::time::sleep(PARTIAL_RETRY).await;
+                }
+                seen = peeked;
+            }
+        }
+    }
+}
+
+/// How one `auto` proxy detects.
+#[derive(Debug, Clone)]
+pub struct Detection {
+    /// How long a connection may stay silent before it is spliced.
+    pub timeout: Duration,
+    /// Connections start with a PROXY protocol header: detection looks past it (and leaves it
+    /// for the path the connection takes, which reads it).
+    pub accept_proxy_protocol: bool,
+    /// Where each connection's protocol is counted.
+    pub metrics: ProxyMetrics,
+}
+
+/// The connections one path of a split listener gets.
+#[derive(Debug)]
+pub struct DetectedListener<G> {
+    connections: mpsc::UnboundedReceiver<(TcpStream, G)>,
+}
+
+impl<G: Send + Sync + 'static> Listener for DetectedListener<G> {
+    type Guard = G;
+
+    async fn accept(&mut self) -> io::Result<(TcpStream, G)> {
+        match self.connections.recv().await {
+            Some(connection) => Ok(connection),
+            // The accept loop ended at Closing, when the server stops accepting too.
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// Splits `listener` into the connections for the HTTP server and those for the TCP splice,
+/// and returns the accept loop that feeds them, to be run beside both servers.
+///
+/// # Guarantees
+/// - The accept loop stops at Closing, as the servers do; a connection still being detected
+///   then is closed if its server no longer accepts (as one in a closed listener's backlog).
+/// - A connection being detected counts as in flight, so the drain wait does not end under it.
+/// - At the forced close, detection stops and the connection is dropped.
+pub fn split<L: Listener>(
+    shutdown: Shutdown,
+    mut listener: L,
+    detection: Detection,
+) -> (
+    DetectedListener<L::Guard>,
+    DetectedListener<L::Guard>,
+    impl Future<Output = ()> + Send,
+) {
+    let (to_http, http) = mpsc::unbounded_channel();
+    let (to_tcp, tcp) = mpsc::unbounded_channel();
+    let accept_loop = async move {
+        let closing = shutdown.lifecycle().clone();
+        let closing = closing.reached(Phase::Closing);
+        tokio::pin!(closing);
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                () = &mut closing => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (stream, guard) = match accepted {
+                Ok(accepted) => accepted,
+                Err(error) if is_per_connection(&error) => continue,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed; retrying in 50ms");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let pending = shutdown.activity().start_pending();
+            let forced = shutdown.force_close().clone();
+            let (to_http, to_tcp, detection) = (to_http.clone(), to_tcp.clone(), detection.clone());
+            shutdown.connections().spawn(async move {
+                let detect = tokio::time::timeout(
+                    detection.timeout,
+                    peek_until_decided(&stream, detection.accept_proxy_protocol),
+                );
+                let detected = tokio::select! {
+                    detected = detect => detected.unwrap_or(Detected::Silent),
+                    () = forced.cancelled() => return,
+                };
+                detection.metrics.detected(detected);
+                tracing::debug!(
+                    peer = ?stream.peer_addr().ok(),
+                    protocol = detected.as_str(),
+                    "detected a connection's protocol"
+                );
+                let to = match detected {
+                    Detected::Closed => return,
+                    detected if detected.is_http() => to_http,
+                    _ => to_tcp,
+                };
+                // Fails only once the server stopped accepting: the connection closes.
+                let _ = to.send((stream, guard));
+                drop(pending);
+            });
+        }
+    };
+    (
+        DetectedListener { connections: http },
+        DetectedListener { connections: tcp },
+        accept_loop,
+    )
+}
+
+#[cfg(test)]
+mod tests;
