@@ -54,6 +54,13 @@ enum Command {
     /// Run the app as replicas behind emulated routers, roll it, and count failed requests.
     #[cfg(feature = "verify")]
     Verify(verify::Args),
+    /// Kills the app's process group if `lameduck run` dies (started by `lameduck run`).
+    #[cfg(feature = "run")]
+    #[command(name = lameduck_run::GUARD_SUBCOMMAND, hide = true)]
+    GuardProcessGroup {
+        /// The app's process group.
+        pgid: String,
+    },
     /// The built-in demo app (used by `verify --demo` and tests).
     #[cfg(feature = "demo-app")]
     #[command(hide = true)]
@@ -80,6 +87,8 @@ fn dispatch(command: Command) -> Result<ExitCode, Failure> {
         Command::Wait(args) => run::wait(args),
         #[cfg(feature = "run")]
         Command::Probe(args) => run::probe(args),
+        #[cfg(feature = "run")]
+        Command::GuardProcessGroup { pgid } => Ok(ExitCode::from(lameduck_run::guard_main(&pgid))),
         #[cfg(feature = "gate")]
         Command::Gate(args) => gate::main(args),
         #[cfg(feature = "verify")]

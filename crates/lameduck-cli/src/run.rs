@@ -327,6 +327,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         forward_to: args.forward_to,
         ready: args.ready_url,
         proxies,
+        // Where /proc is missing (a bare chroot) the guard is not started; the app still gets
+        // its parent-death signal.
+        guard_program: std::env::current_exe().ok().map(Into::into),
     };
     match runtime(true)?.block_on(lameduck_run::run(builder, config)) {
         Ok(code) => Ok(ExitCode::from(code)),

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use run_support::{
     LAMEDUCK, NAIVE_APP_LOGGING_STOP, TempDir, Wrapper, alive, children_of, event, events,
-    free_addr, get, lameduck, proxy_arg, wait_for,
+    free_addr, get, guard_pid, lameduck, proxy_arg, running, wait_for,
 };
 
 #[test]
@@ -106,18 +106,21 @@ fn orphans_are_adopted_and_reaped() {
         (!events(&log).is_empty()).then_some(())
     })
     .expect("script started");
+    let guard = wait_for(Duration::from_secs(5), || guard_pid(&wrapper.log_text()))
+        .expect("the process-group guard started");
+    let children_of_app = || -> Vec<(i32, char)> {
+        let mut children = children_of(wrapper_pid);
+        children.retain(|(pid, _)| *pid != guard);
+        children
+    };
     // The subshells exited at once: their `sleep`s were re-parented to the wrapper.
     let adopted = wait_for(Duration::from_millis(800), || {
-        (children_of(wrapper_pid).len() >= 4).then_some(())
+        (children_of_app().len() >= 4).then_some(())
     });
-    assert!(
-        adopted.is_some(),
-        "children: {:?}",
-        children_of(wrapper_pid)
-    );
+    assert!(adopted.is_some(), "children: {:?}", children_of_app());
     // Once the orphans have exited, none of them is left a zombie.
     std::thread::sleep(Duration::from_millis(1500));
-    let children = children_of(wrapper_pid);
+    let children = children_of_app();
     assert!(
         children.iter().all(|(_, state)| *state != 'Z'),
         "zombies: {children:?}"
@@ -130,6 +133,99 @@ fn orphans_are_adopted_and_reaped() {
         "{}",
         wrapper.log_text()
     );
+}
+
+/// Reads the PIDs a script appended to `file`, once there are `count`.
+fn pids_written(file: &std::path::Path, count: usize) -> Vec<i32> {
+    wait_for(Duration::from_secs(5), || {
+        let pids: Vec<i32> = std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.trim().parse().ok())
+            .collect();
+        (pids.len() == count).then_some(pids)
+    })
+    .expect("the app wrote its PIDs")
+}
+
+/// The app is a shell that started two `sleep`s in its process group (as nginx starts its
+/// workers); it writes their PIDs and its own to `$0`.
+const APP_WITH_WORKERS: &str =
+    r#"sleep 300 & echo $! >> "$0"; sleep 300 & echo $! >> "$0"; echo $$ >> "$0"; wait"#;
+
+/// `lameduck run` SIGKILLed (as the OOM killer does) outside a container can do nothing more
+/// itself, yet its app must not run on unsupervised: the app's main process gets its
+/// parent-death signal, and the guard process kills the rest of the app's process group.
+#[test]
+fn a_killed_wrapper_leaves_no_process_of_the_app() {
+    let dir = TempDir::new("killed-wrapper");
+    let pids = dir.path("pids");
+    let mut wrapper = Wrapper::start(
+        &dir,
+        &["--", "sh", "-c", APP_WITH_WORKERS, pids.to_str().unwrap()],
+    );
+    let app = pids_written(&pids, 3);
+    let guard = wait_for(Duration::from_secs(5), || guard_pid(&wrapper.log_text()))
+        .expect("the process-group guard started");
+    wrapper.signal(Signal::SIGKILL);
+    wrapper.wait_exit(Duration::from_secs(5));
+    let left = wait_for(Duration::from_secs(5), || {
+        app.iter().all(|&pid| !running(pid)).then_some(())
+    });
+    assert!(
+        left.is_some(),
+        "still running: {:?}",
+        app.iter().filter(|&&pid| running(pid)).collect::<Vec<_>>()
+    );
+    wait_for(Duration::from_secs(5), || (!running(guard)).then_some(()))
+        .expect("the guard ends once it did its work");
+    assert!(
+        wrapper
+            .log_text()
+            .contains("killed the app's process group"),
+        "{}",
+        wrapper.log_text()
+    );
+
+    // A wrapper that ends normally releases its guard, which then signals nothing.
+    let (status, _, stderr) = lameduck(
+        &["run", "--admin", "off", "--log", "debug", "--", "true"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let guard = guard_pid(&stderr).expect("a guard was started");
+    wait_for(Duration::from_secs(5), || (!running(guard)).then_some(()))
+        .expect("a released guard exits");
+    assert!(
+        !stderr.contains("killed the app's process group"),
+        "{stderr}"
+    );
+}
+
+/// Without its guard (killed first here), a SIGKILLed wrapper still takes the app's main
+/// process with it: the parent-death signal is the kernel's, set before the app's exec.
+#[test]
+fn the_apps_main_process_dies_with_the_wrapper_even_without_the_guard() {
+    let dir = TempDir::new("killed-wrapper-and-guard");
+    let pids = dir.path("pids");
+    let mut wrapper = Wrapper::start(
+        &dir,
+        &["--", "sh", "-c", APP_WITH_WORKERS, pids.to_str().unwrap()],
+    );
+    let app = pids_written(&pids, 3);
+    let guard = wait_for(Duration::from_secs(5), || guard_pid(&wrapper.log_text()))
+        .expect("the process-group guard started");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(guard), Signal::SIGKILL)
+        .expect("kill the guard");
+    wrapper.signal(Signal::SIGKILL);
+    wrapper.wait_exit(Duration::from_secs(5));
+    let main = app[2];
+    let ended = wait_for(Duration::from_secs(5), || (!running(main)).then_some(()));
+    // The workers are this test's to clean up now: nothing else will.
+    for &worker in &app[..2] {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(worker), Signal::SIGKILL);
+    }
+    assert!(ended.is_some(), "the app's main process {main} runs on");
 }
 
 #[test]

@@ -18,6 +18,7 @@
 mod balance;
 mod child;
 mod error;
+mod guard;
 mod probe;
 mod proxy;
 mod reaper;
@@ -26,6 +27,7 @@ mod supervisor;
 
 pub use child::{ChildExit, ForwardTo, parse_signal};
 pub use error::{NOT_EXECUTABLE, NOT_FOUND, RunError, SETUP_FAILED};
+pub use guard::{GUARD_SUBCOMMAND, guard_main};
 pub use lameduck::Builder;
 pub use lameduck_core::{Settings, parse_duration};
 pub use lameduck_proxy::{

@@ -12,6 +12,7 @@ use nix::unistd::Pid;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
+use crate::guard::GroupGuard;
 use crate::probe::{self, Target};
 use crate::reaper::{self, Reaped};
 use crate::{ChildExit, ForwardTo, RunError, child, proxy, signals};
@@ -41,6 +42,10 @@ pub struct RunConfig {
     pub ready: Option<Target>,
     /// The drain proxies, one per port of the app (none: the app's traffic is not seen).
     pub proxies: Vec<ProxyConfig>,
+    /// The `lameduck` binary, run as `lameduck guard-process-group PGID` to kill the app's
+    /// process group if this process is killed (not as PID 1, where the kernel does it);
+    /// `None` leaves only the app's own parent-death signal.
+    pub guard_program: Option<OsString>,
 }
 
 /// The drain proxy: where it listens, where the app is, and what it speaks.
@@ -112,6 +117,7 @@ pub async fn run(builder: Builder, config: RunConfig) -> Result<u8, RunError> {
 
     let pid = child::spawn(&config.command)?;
     tracing::info!(%pid, command = ?config.command, "started the app in its own process group");
+    let guard = start_guard(&config, pid);
     let reaped = reaper::start(sigchld, pid);
     drain_signals.spawn(lameduck.lifecycle().clone(), pid, config.forward_to);
 
@@ -152,12 +158,33 @@ pub async fn run(builder: Builder, config: RunConfig) -> Result<u8, RunError> {
         tracing::info!(%exit, "the app exited");
     }
     end_leftovers(pid, config.stop_signal).await;
+    if let Some(guard) = guard {
+        guard.release();
+    }
     tracing::info!(
         orphans_reaped = reaped.orphans.load(std::sync::atomic::Ordering::Relaxed),
         code = exit.code(),
         "exiting"
     );
     Ok(exit.code())
+}
+
+/// Starts the process-group guard, unless this is PID 1 or there is no program for it.
+fn start_guard(config: &RunConfig, pgid: Pid) -> Option<GroupGuard> {
+    let program = config.guard_program.as_ref()?;
+    if std::process::id() == 1 {
+        return None;
+    }
+    match GroupGuard::start(program, pgid) {
+        Ok(guard) => {
+            tracing::debug!(pid = %guard.pid(), %pgid, "guarding the app's process group");
+            Some(guard)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot start the process-group guard: if lameduck run is killed, processes the app started may run on");
+            None
+        }
+    }
 }
 
 /// `/readyz` asks the app too: `--ready-url`, or else a TCP connect to each proxy's upstream.

@@ -218,6 +218,27 @@ pub fn alive(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// Whether process `pid` runs (exists and is not a zombie waiting for its parent).
+pub fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, rest) = stat.rsplit_once(')')?;
+            rest.split_whitespace().next().map(|state| state != "Z")
+        })
+        .unwrap_or(false)
+}
+
+/// The PID of the process-group guard a wrapper logged (at debug level) that it started.
+pub fn guard_pid(log: &str) -> Option<i32> {
+    let line = log
+        .lines()
+        .find(|line| line.contains("guarding the app's process group"))?;
+    line.split_whitespace()
+        .find_map(|field| field.strip_prefix("pid="))
+        .and_then(|pid| pid.parse().ok())
+}
+
 /// `(pid, state)` of every process whose parent is `parent`.
 pub fn children_of(parent: i32) -> Vec<(i32, char)> {
     let mut found = Vec::new();
