@@ -10,6 +10,9 @@ mod checks;
 mod config;
 mod context;
 mod finding;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod output;
 mod source;
 mod workload;

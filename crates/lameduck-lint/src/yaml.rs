@@ -9,6 +9,8 @@
 //! hostile input cannot exhaust the stack or memory.
 
 mod fast;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz;
 mod general;
 mod tree;
 

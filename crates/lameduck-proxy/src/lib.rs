@@ -26,6 +26,9 @@
 mod client_address;
 pub mod detect;
 mod forward;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod headers;
 mod metrics;
 mod spec;

@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 mod frames;
 
-use frames::FrameTracker;
+// Crate-wide for the fuzz entry points (feature `fuzzing`).
+pub(crate) use frames::FrameTracker;
 
 /// How long the client may take to read the close frame and close its side.
 const CLOSE_HANDSHAKE: Duration = Duration::from_secs(1);

@@ -45,6 +45,9 @@ use tokio::time::Instant;
 mod raw;
 mod wake_filter;
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use raw::fuzz as raw_fuzz;
+
 pub(crate) use raw::{RawBody, RawPool};
 use wake_filter::WakeFilter;
 

@@ -25,8 +25,10 @@ const OPCODE_CLOSE: u8 = 0x8;
 const MAX_HEADER: usize = 14;
 
 /// Follows the frames in one direction of a WebSocket, fed the bytes in order.
+///
+/// `pub(crate)` (not `pub(super)`) so the fuzz entry points (feature `fuzzing`) can drive it.
 #[derive(Debug)]
-pub(super) struct FrameTracker {
+pub(crate) struct FrameTracker {
     header: [u8; MAX_HEADER],
     /// Header bytes seen of the frame being read (0 between frames).
     have: usize,
@@ -47,7 +49,8 @@ impl Default for FrameTracker {
 }
 
 impl FrameTracker {
-    pub(super) fn feed(&mut self, mut bytes: &[u8]) {
+    /// Follows the next bytes of the stream.
+    pub(crate) fn feed(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
             if self.remaining > 0 {
                 let skip =
@@ -95,12 +98,12 @@ impl FrameTracker {
     }
 
     /// Whether everything fed so far ends with a whole frame.
-    pub(super) fn at_boundary(&self) -> bool {
+    pub(crate) fn at_boundary(&self) -> bool {
         self.have == 0 && self.remaining == 0
     }
 
     /// Whether a close frame went by.
-    pub(super) fn close_sent(&self) -> bool {
+    pub(crate) fn close_sent(&self) -> bool {
         self.close_sent
     }
 }

@@ -304,6 +304,10 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> io::Result<Option<Head>
         let mut chunked = false;
         let mut transfer_encoding = false;
         let mut length = None;
+        // Why the Content-Length fields cannot frame a body. Only an error where they would
+        // frame it (RFC 9112 §6.3: not after HEAD, for 204/304, or next to Transfer-Encoding),
+        // as in hyper's client.
+        let mut bad_length = None;
         let mut close = !http11;
         for &field in spans.iter() {
             let name = HeaderName::from_bytes(&head[field.name()])
@@ -320,14 +324,17 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> io::Result<Option<Head>
             } else if name == header::CONTENT_LENGTH {
                 // A list of one repeated value ("5, 5") is allowed (RFC 9110 §8.6).
                 for token in tokens(value.as_bytes()) {
-                    let value = std::str::from_utf8(token)
-                        .ok()
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .ok_or_else(|| invalid("bad Content-Length"))?;
-                    if length.is_some_and(|seen| seen != value) {
-                        return Err(invalid("conflicting Content-Length values"));
+                    match content_length(token) {
+                        Some(value) if length.is_none_or(|seen| seen == value) => {
+                            length = Some(value);
+                        }
+                        Some(_) => {
+                            bad_length.get_or_insert("conflicting Content-Length values");
+                        }
+                        None => {
+                            bad_length.get_or_insert("bad Content-Length");
+                        }
                     }
-                    length = Some(value);
                 }
             } else if name == header::CONNECTION {
                 close |= has_token(value.as_bytes(), b"close");
@@ -349,14 +356,20 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> io::Result<Option<Head>
             head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
         let framing = if no_body {
             Framing::Length(0)
+        } else if transfer_encoding && !http11 {
+            // HTTP/1.0 has no transfer codings: the framing is faulty (RFC 9112 §6.1), as
+            // hyper's client finds too (the differential test compares the two).
+            return Err(invalid("Transfer-Encoding in an HTTP/1.0 response"));
         } else if transfer_encoding {
             // Content-Length next to Transfer-Encoding is ignored (and suspect): no reuse.
-            close |= length.is_some() || !chunked;
+            close |= length.is_some() || bad_length.is_some() || !chunked;
             if chunked {
                 Framing::Chunked(Chunk::Size)
             } else {
                 Framing::Close
             }
+        } else if let Some(message) = bad_length {
+            return Err(invalid(message));
         } else if let Some(length) = length {
             Framing::Length(length)
         } else {
@@ -369,6 +382,21 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> io::Result<Option<Head>
             framing,
         }));
     }
+}
+
+/// A Content-Length value: digits only (RFC 9110 §8.6), so not `+2`, which `u64::from_str`
+/// takes (found by the differential test against hyper's client).
+fn content_length(token: &[u8]) -> Option<u64> {
+    if token.is_empty() {
+        return None;
+    }
+    token.iter().try_fold(0u64, |length, &digit| {
+        digit
+            .is_ascii_digit()
+            .then_some(())
+            .and_then(|()| length.checked_mul(10))
+            .and_then(|length| length.checked_add(u64::from(digit - b'0')))
+    })
 }
 
 fn has_token(value: &[u8], token: &[u8]) -> bool {
@@ -395,6 +423,10 @@ fn invalid(message: &str) -> io::Error {
 }
 
 mod body;
+#[cfg(test)]
+mod differential;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz;
 #[cfg(test)]
 mod tests;
 

@@ -175,6 +175,20 @@ fn edge_cases_parse_as_with_the_general_parser() {
     }
 }
 
+/// Found by the `yaml_fast` fuzz target: the fast path took control characters in a plain
+/// scalar as text, where YAML allows none and the general parser reports a syntax error.
+#[test]
+fn control_characters_are_left_to_the_general_parser() {
+    let found = "a: ~\nb: null\nc: -1\nd:\nf: h\u{7}tp:6\0x:81 x\n";
+    assert!(parse(found, 1).is_none());
+    same_as_general(found);
+    for control in (0u8..0x20).filter(|&b| b != b'\n').chain([0x7f]) {
+        let text = format!("a: b{}c\n", char::from(control));
+        assert!(parse(&text, 1).is_none(), "{text:?}");
+        same_as_general(&text);
+    }
+}
+
 #[test]
 fn deep_nesting_is_left_to_the_general_parser() {
     let flow = format!("a: {}1{}\n", "[".repeat(500), "]".repeat(500));

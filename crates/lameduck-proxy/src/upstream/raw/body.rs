@@ -24,91 +24,90 @@ pub(crate) struct RawBody {
     pub(super) pool: Arc<RawPool>,
 }
 
-impl RawBody {
-    /// The next piece of body from the buffered bytes; `Ok(None)` when more must be read.
-    fn decode(&mut self, buf: &mut BytesMut) -> io::Result<Option<Decoded>> {
-        // Bounded: each turn consumes bytes from `buf` or returns.
-        loop {
-            match self.framing {
-                Framing::Length(0) => return Ok(Some(Decoded::End)),
-                Framing::Length(left) => {
-                    if buf.is_empty() {
-                        return Ok(None);
-                    }
-                    let take = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-                    self.framing = Framing::Length(left - take as u64);
-                    return Ok(Some(Decoded::Data(buf.split_to(take).freeze())));
+/// The next piece of body from the buffered bytes, by `framing` (which it advances);
+/// `Ok(None)` when more must be read. No I/O, so the fuzz targets drive it over bytes in memory.
+pub(super) fn decode(framing: &mut Framing, buf: &mut BytesMut) -> io::Result<Option<Decoded>> {
+    // Bounded: each turn consumes bytes from `buf` or returns.
+    loop {
+        match *framing {
+            Framing::Length(0) => return Ok(Some(Decoded::End)),
+            Framing::Length(left) => {
+                if buf.is_empty() {
+                    return Ok(None);
                 }
-                Framing::Close => {
-                    if buf.is_empty() {
-                        return Ok(None);
-                    }
-                    return Ok(Some(Decoded::Data(buf.split().freeze())));
+                let take = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                *framing = Framing::Length(left - take as u64);
+                return Ok(Some(Decoded::Data(buf.split_to(take).freeze())));
+            }
+            Framing::Close => {
+                if buf.is_empty() {
+                    return Ok(None);
                 }
-                Framing::Chunked(Chunk::Size) => match httparse::parse_chunk_size(buf) {
-                    Ok(httparse::Status::Complete((len, 0))) => {
-                        buf.advance(len);
-                        self.framing = Framing::Chunked(Chunk::Trailers);
-                    }
-                    Ok(httparse::Status::Complete((len, size))) => {
-                        buf.advance(len);
-                        self.framing = Framing::Chunked(Chunk::Data(size));
-                    }
-                    Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(None),
-                    _ => return Err(invalid("bad chunk size line")),
-                },
-                Framing::Chunked(Chunk::Data(left)) => {
-                    if buf.is_empty() {
-                        return Ok(None);
-                    }
-                    let take = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-                    let left = left - take as u64;
-                    self.framing = Framing::Chunked(if left == 0 {
-                        Chunk::DataEnd
-                    } else {
-                        Chunk::Data(left)
-                    });
-                    return Ok(Some(Decoded::Data(buf.split_to(take).freeze())));
-                }
-                Framing::Chunked(Chunk::DataEnd) => {
-                    if buf.len() < 2 {
-                        return Ok(None);
-                    }
-                    if &buf[..2] != b"\r\n" {
-                        return Err(invalid("chunk data not followed by CRLF"));
-                    }
-                    buf.advance(2);
-                    self.framing = Framing::Chunked(Chunk::Size);
-                }
-                Framing::Chunked(Chunk::Trailers) => {
-                    if buf.starts_with(b"\r\n") {
-                        buf.advance(2);
-                        self.framing = Framing::Length(0);
-                        continue;
-                    }
-                    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                    let (len, trailers) = match httparse::parse_headers(buf, &mut fields) {
-                        Ok(httparse::Status::Complete((len, fields))) => {
-                            (len, trailer_map(fields)?)
-                        }
-                        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {
-                            return Ok(None);
-                        }
-                        Ok(httparse::Status::Partial) => {
-                            return Err(invalid("trailer section too large"));
-                        }
-                        Err(error) => {
-                            return Err(invalid(&format!("bad trailer section: {error}")));
-                        }
-                    };
+                return Ok(Some(Decoded::Data(buf.split().freeze())));
+            }
+            Framing::Chunked(Chunk::Size) => match httparse::parse_chunk_size(buf) {
+                Ok(httparse::Status::Complete((len, 0))) => {
                     buf.advance(len);
-                    self.framing = Framing::Length(0);
-                    return Ok(Some(Decoded::Trailers(trailers)));
+                    *framing = Framing::Chunked(Chunk::Trailers);
                 }
+                Ok(httparse::Status::Complete((len, size))) => {
+                    buf.advance(len);
+                    *framing = Framing::Chunked(Chunk::Data(size));
+                }
+                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(None),
+                _ => return Err(invalid("bad chunk size line")),
+            },
+            Framing::Chunked(Chunk::Data(left)) => {
+                if buf.is_empty() {
+                    return Ok(None);
+                }
+                let take = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                let left = left - take as u64;
+                *framing = Framing::Chunked(if left == 0 {
+                    Chunk::DataEnd
+                } else {
+                    Chunk::Data(left)
+                });
+                return Ok(Some(Decoded::Data(buf.split_to(take).freeze())));
+            }
+            Framing::Chunked(Chunk::DataEnd) => {
+                if buf.len() < 2 {
+                    return Ok(None);
+                }
+                if &buf[..2] != b"\r\n" {
+                    return Err(invalid("chunk data not followed by CRLF"));
+                }
+                buf.advance(2);
+                *framing = Framing::Chunked(Chunk::Size);
+            }
+            Framing::Chunked(Chunk::Trailers) => {
+                if buf.starts_with(b"\r\n") {
+                    buf.advance(2);
+                    *framing = Framing::Length(0);
+                    continue;
+                }
+                let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let (len, trailers) = match httparse::parse_headers(buf, &mut fields) {
+                    Ok(httparse::Status::Complete((len, fields))) => (len, trailer_map(fields)?),
+                    Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {
+                        return Ok(None);
+                    }
+                    Ok(httparse::Status::Partial) => {
+                        return Err(invalid("trailer section too large"));
+                    }
+                    Err(error) => {
+                        return Err(invalid(&format!("bad trailer section: {error}")));
+                    }
+                };
+                buf.advance(len);
+                *framing = Framing::Length(0);
+                return Ok(Some(Decoded::Trailers(trailers)));
             }
         }
     }
+}
 
+impl RawBody {
     /// Ends the body: the connection is reused if the exchange left it clean.
     fn finish(&mut self) {
         if let Some(conn) = self.conn.take() {
@@ -119,9 +118,13 @@ impl RawBody {
     }
 }
 
-enum Decoded {
+/// What [`decode`] found next in the buffer.
+pub(super) enum Decoded {
+    /// Body bytes.
     Data(Bytes),
+    /// The trailer fields of a chunked body.
     Trailers(HeaderMap),
+    /// The end of the body.
     End,
 }
 
@@ -152,7 +155,7 @@ impl Body for RawBody {
             let Some(mut conn) = this.conn.take() else {
                 return Poll::Ready(None);
             };
-            let decoded = this.decode(&mut conn.read);
+            let decoded = decode(&mut this.framing, &mut conn.read);
             this.conn = Some(conn);
             match decoded {
                 Ok(Some(Decoded::Data(data))) => return Poll::Ready(Some(Ok(Frame::data(data)))),

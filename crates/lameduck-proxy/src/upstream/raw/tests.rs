@@ -278,3 +278,40 @@ async fn a_bad_or_oversized_response_head_is_an_error() {
         assert!(response.into_body().collect().await.is_err());
     }
 }
+
+/// Found by the differential test against hyper's client (`differential.rs`): a signed
+/// Content-Length was taken, Transfer-Encoding in an HTTP/1.0 response was decoded as chunked,
+/// and a bad Content-Length was refused where it frames nothing.
+#[test]
+fn content_length_and_transfer_encoding_are_read_as_hyper_reads_them() {
+    let parse = |head: &str, head_request: bool| {
+        let mut buf = bytes::BytesMut::from(head);
+        parse_head(&mut buf, head_request).map(|parsed| parsed.map(|p| (p.framing, p.reusable)))
+    };
+    for refused in [
+        "HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\nContent-Length: 2, +2\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551616\r\n\r\n",
+        "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    ] {
+        assert!(parse(refused, false).is_err(), "{refused:?}");
+    }
+    // Content-Length frames nothing after HEAD, for 304, or next to Transfer-Encoding.
+    let conflicting = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n";
+    assert_eq!(
+        parse(conflicting, true).unwrap(),
+        Some((Framing::Length(0), true))
+    );
+    assert!(parse(conflicting, false).is_err());
+    let not_modified = "HTTP/1.1 304 Not Modified\r\nContent-Length: x\r\n\r\n";
+    assert_eq!(
+        parse(not_modified, false).unwrap(),
+        Some((Framing::Length(0), true))
+    );
+    let chunked = "HTTP/1.1 200 OK\r\nContent-Length: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    assert_eq!(
+        parse(chunked, false).unwrap(),
+        Some((Framing::Chunked(super::Chunk::Size), false)),
+        "chunked wins; the connection is suspect"
+    );
+}
