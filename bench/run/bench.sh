@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Throughput and p99 latency through `lameduck run --proxy` against the same app reached
-# directly and through HAProxy configured as the same sidecar, in HTTP and TCP modes, measured
+# directly and through HAProxy configured as the same sidecar, in HTTP and TCP modes (and
+# lameduck's `auto`, which detects HTTP per connection and must stay within 3% of `http`), measured
 # in one run on one machine with wrk. Rounds rotate the order of the targets so drift in machine
 # load hits all of them. Prints a markdown table of medians over the rounds.
 #
@@ -98,7 +99,7 @@ out=$(mktemp -d)
 base=$((20000 + RANDOM % 12000))
 app=$((base + 1)); ld_http=$((base + 2)); ld_tcp=$((base + 3)); hap_http=$((base + 4)); hap_tcp=$((base + 5))
 base_http=$((base + 6)); base_tcp=$((base + 7)); control_http=$((base + 8)); control_tcp=$((base + 9))
-bare_tokio=$((base + 10)); bare_epoll=$((base + 11)); bare_hyper=$((base + 12))
+bare_tokio=$((base + 10)); bare_epoll=$((base + 11)); bare_hyper=$((base + 12)); ld_auto=$((base + 13))
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -124,6 +125,9 @@ serving[lameduck-http]=$!
 "${proxy_launcher[@]}" "$bin" run "${run_flags[@]}" --proxy "127.0.0.1:$ld_tcp=127.0.0.1:$app" --protocol tcp \
   -- sleep 1000000 2>"$out/ld-tcp.err" & pids+=($!)
 serving[lameduck-tcp]=$!
+"${proxy_launcher[@]}" "$bin" run "${run_flags[@]}" --proxy "127.0.0.1:$ld_auto=127.0.0.1:$app" --protocol auto \
+  -- sleep 1000000 2>"$out/ld-auto.err" & pids+=($!)
+serving[lameduck-auto]=$!
 # haproxy_config HTTP_PORT TCP_PORT: HAProxy as the same sidecar as lameduck, in both modes.
 haproxy_config() {
   cat <<CFG
@@ -190,11 +194,12 @@ url+=(
   [lameduck-http]="http://127.0.0.1:$ld_http/"
   [haproxy-http]="http://127.0.0.1:$hap_http/"
   [lameduck-tcp]="http://127.0.0.1:$ld_tcp/"
+  [lameduck-auto]="http://127.0.0.1:$ld_auto/"
   [haproxy-tcp]="http://127.0.0.1:$hap_tcp/"
   [control-http]="http://127.0.0.1:$control_http/"
   [control-tcp]="http://127.0.0.1:$control_tcp/"
 )
-targets=(direct lameduck-http haproxy-http lameduck-tcp haproxy-tcp control-http control-tcp)
+targets=(direct lameduck-http haproxy-http lameduck-tcp haproxy-tcp control-http control-tcp lameduck-auto)
 if [[ -n ${BASELINE_BIN:-} ]]; then
   url[baseline-http]="http://127.0.0.1:$base_http/"
   url[baseline-tcp]="http://127.0.0.1:$base_tcp/"
@@ -303,6 +308,8 @@ compare() {
 }
 for mode in http tcp; do compare "lameduck-$mode" "haproxy-$mode" "$mode"; done
 for mode in http tcp; do compare "control-$mode" "haproxy-$mode" "$mode (control: HAProxy vs HAProxy)"; done
+compare lameduck-auto haproxy-http "auto (lameduck auto vs HAProxy http)"
+compare lameduck-auto lameduck-http "auto vs http (lameduck vs lameduck)"
 if [[ -n ${BASELINE_BIN:-} ]]; then
   for mode in http tcp; do compare "baseline-$mode" "haproxy-$mode" "$mode (baseline)"; done
 fi

@@ -7,6 +7,11 @@
 #   bench/run/instructions.sh [SECONDS] [CONNECTIONS]
 #   CACHE_SIM=1 bench/run/instructions.sh   # also simulated L1 misses per request
 #   APP=nginx bench/run/instructions.sh     # nginx as the app (see app.sh)
+#   CLOSE=1 bench/run/instructions.sh       # a new connection per request (Connection: close)
+#
+# lameduck is also measured with `--protocol auto` (HTTP detected per connection): on
+# keep-alive connections detection is paid once per connection; CLOSE=1 makes every request
+# pay it, the worst case.
 #
 # With CACHE_SIM=1 callgrind also simulates the caches and the tables add L1 instruction-read,
 # data-read and data-write misses per request: code and memory the proxy touches per request,
@@ -23,6 +28,10 @@ source bench/run/app.sh
 check_app
 seconds=${1:-8}
 cache_sim=${CACHE_SIM:-0}
+close=${CLOSE:-0}
+[[ $close == 0 || $close == 1 ]] || { echo "CLOSE=$close: expected 0 or 1" >&2; exit 2; }
+wrk_flags=()
+[[ $close == 1 ]] && wrk_flags=(-H "Connection: close")
 valgrind_opts=(--tool=callgrind --instr-atstart=no)
 [[ $cache_sim == 1 ]] && valgrind_opts+=(--cache-sim=yes)
 connections=${2:-16}
@@ -88,7 +97,7 @@ measure() {
   for _ in $(seq 1 150); do curl -sf "http://127.0.0.1:$port/" >/dev/null && break; sleep 0.2; done
   for _ in $(seq 1 20); do curl -sf "http://127.0.0.1:$port/" >/dev/null; done
   callgrind_control -i on "$vpid" >/dev/null 2>&1
-  req=$(timeout $((seconds + 30)) wrk -t2 -c"$connections" -d"${seconds}s" "http://127.0.0.1:$port/" |
+  req=$(timeout $((seconds + 30)) wrk "${wrk_flags[@]}" -t2 -c"$connections" -d"${seconds}s" "http://127.0.0.1:$port/" |
     awk '/requests in/ {print $1}')
   callgrind_control -i off "$vpid" >/dev/null 2>&1
   callgrind_control -d "$vpid" >/dev/null 2>&1
@@ -111,8 +120,11 @@ measure() {
 for tool in lameduck haproxy; do
   for mode in http tcp; do measure "$tool" "$mode"; done
 done
+measure lameduck auto
 
-echo "app: $app_kind; callgrind, wrk -t2 -c$connections -d${seconds}s per proxy; $(nproc) CPUs: $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | xargs)"
+connection_kind="keep-alive"
+[[ $close == 1 ]] && connection_kind="a new connection per request"
+echo "app: $app_kind; callgrind, wrk -t2 -c$connections -d${seconds}s per proxy, $connection_kind; $(nproc) CPUs: $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | xargs)"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 if [[ $cache_sim == 1 ]]; then
@@ -128,4 +140,6 @@ echo
 echo "| mode | lameduck / HAProxy instructions per request |"
 echo "|---|---:|"
 awk '{ per[$1 " " $2] = $4 / $3 } END {
-  printf "| http | %.3f |\n| tcp | %.3f |\n", per["lameduck http"] / per["haproxy http"], per["lameduck tcp"] / per["haproxy tcp"] }' "$out/results"
+  printf "| http | %.3f |\n| tcp | %.3f |\n| auto (vs HAProxy http) | %.3f |\n", per["lameduck http"] / per["haproxy http"],
+    per["lameduck tcp"] / per["haproxy tcp"], per["lameduck auto"] / per["haproxy http"]
+  printf "\nlameduck auto / lameduck http instructions per request: %.3f\n", per["lameduck auto"] / per["lameduck http"] }' "$out/results"

@@ -12,16 +12,23 @@
 //! protocol header included. The peek is bounded in bytes (a request line longer than
 //! [`REQUEST_LINE_LIMIT`] is not taken for HTTP) and in time, as Linkerd's proxy bounds its
 //! own detection.
+//!
+//! An HTTP client sends its request as soon as it connected, so by the time the proxy accepts,
+//! the request line is usually there already: the accept loop first peeks without waiting and
+//! hands such a connection on at once. Only a connection whose first bytes have not arrived
+//! (or not decided) gets a task that waits for them under the timeout.
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use lameduck::{Listener, is_per_connection, proxy_protocol};
 use lameduck_core::{Phase, Shutdown};
+use nix::sys::socket::{MsgFlags, recv};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use crate::metrics::ProxyMetrics;
+use crate::metrics::DetectedCounters;
 
 /// How long a connection may stay silent before it is spliced as a server-first protocol.
 pub const DEFAULT_DETECT_TIMEOUT: Duration = Duration::from_millis(250);
@@ -32,8 +39,9 @@ pub const REQUEST_LINE_LIMIT: usize = 8 * 1024;
 /// Methods are short tokens; a longer first word is not HTTP.
 const METHOD_LIMIT: usize = 32;
 
-/// What most first reads fit in; the buffer grows to the limits only for longer request lines.
-const FIRST_PEEK: usize = 1024;
+/// What the accept loop's first look peeks at (on the stack): a request line up to its version
+/// mostly fits. The waiting peek starts at twice this and grows to the limits.
+const FIRST_PEEK: usize = 512;
 
 /// Pause before peeking again at bytes that did not decide yet (a peek at the same bytes would
 /// return at once).
@@ -165,16 +173,46 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// Classifies a connection's first bytes, looking past a PROXY protocol header first when
+/// `proxy_header`.
+fn decide(bytes: &[u8], proxy_header: bool) -> Verdict {
+    if !proxy_header {
+        return classify(bytes);
+    }
+    match proxy_protocol::parse_prefix(bytes) {
+        Ok(proxy_protocol::HeaderPrefix::Complete { length, .. }) => classify(&bytes[length..]),
+        Ok(proxy_protocol::HeaderPrefix::Incomplete) => Verdict::NeedMore,
+        // The TCP path refuses (and counts) a connection with a bad header.
+        Err(_) => Verdict::Is(Detected::Other),
+    }
+}
+
+/// The accept loop's first look: what the bytes already received say, without waiting.
+/// `None` when they do not decide yet (or none arrived).
+fn decide_now(stream: &TcpStream, proxy_header: bool) -> Option<Detected> {
+    let mut buf = [0_u8; FIRST_PEEK];
+    let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
+    match recv(stream.as_raw_fd(), &mut buf, flags) {
+        Ok(0) => Some(Detected::Closed),
+        Ok(peeked) => match decide(&buf[..peeked], proxy_header) {
+            Verdict::Is(detected) => Some(detected),
+            Verdict::NeedMore => None,
+        },
+        // Nothing yet (EAGAIN), or an error the waiting peek will meet again.
+        Err(_) => None,
+    }
+}
+
 /// Peeks at `stream` until its first bytes (past a PROXY protocol header when
 /// `proxy_header`) decide, or the client closes. The caller bounds the time.
 async fn peek_until_decided(stream: &TcpStream, proxy_header: bool) -> Detected {
-    let mut buf = vec![0_u8; FIRST_PEEK];
-    let limit = REQUEST_LINE_LIMIT
-        + if proxy_header {
-            proxy_protocol::MAX_HEADER
-        } else {
-            0
-        };
+    let mut buf = vec![0_u8; 2 * FIRST_PEEK];
+    let header_limit = if proxy_header {
+        proxy_protocol::MAX_HEADER
+    } else {
+        0
+    };
+    let limit = REQUEST_LINE_LIMIT + header_limit;
     let mut seen = 0;
     // Ends by a verdict, the client's end, or the caller's timeout.
     loop {
@@ -182,18 +220,7 @@ async fn peek_until_decided(stream: &TcpStream, proxy_header: bool) -> Detected 
             Ok(0) | Err(_) => return Detected::Closed,
             Ok(peeked) => peeked,
         };
-        let bytes = &buf[..peeked];
-        let start = if proxy_header {
-            match proxy_protocol::parse_prefix(bytes) {
-                Ok(proxy_protocol::HeaderPrefix::Complete { length, .. }) => Some(length),
-                Ok(proxy_protocol::HeaderPrefix::Incomplete) => None,
-                // The TCP path refuses (and counts) a connection with a bad header.
-                Err(_) => return Detected::Other,
-            }
-        } else {
-            Some(0)
-        };
-        match start.map_or(Verdict::NeedMore, |start| classify(&bytes[start..])) {
+        match decide(&buf[..peeked], proxy_header) {
             Verdict::Is(detected) => return detected,
             Verdict::NeedMore if peeked == buf.len() => {
                 if buf.len() >= limit {
@@ -219,8 +246,8 @@ pub struct Detection {
     /// Connections start with a PROXY protocol header: detection looks past it (and leaves it
     /// for the path the connection takes, which reads it).
     pub accept_proxy_protocol: bool,
-    /// Where each connection's protocol is counted.
-    pub metrics: ProxyMetrics,
+    /// Where each connection's protocol is counted (`ProxyMetrics::detects`).
+    pub counters: DetectedCounters,
 }
 
 /// The connections one path of a split listener gets.
@@ -279,6 +306,10 @@ pub fn split<L: Listener>(
                     continue;
                 }
             };
+            if let Some(detected) = decide_now(&stream, detection.accept_proxy_protocol) {
+                route(detected, stream, guard, &detection, &to_http, &to_tcp);
+                continue;
+            }
             let pending = shutdown.activity().start_pending();
             let forced = shutdown.force_close().clone();
             let (to_http, to_tcp, detection) = (to_http.clone(), to_tcp.clone(), detection.clone());
@@ -291,19 +322,7 @@ pub fn split<L: Listener>(
                     detected = detect => detected.unwrap_or(Detected::Silent),
                     () = forced.cancelled() => return,
                 };
-                detection.metrics.detected(detected);
-                tracing::debug!(
-                    peer = ?stream.peer_addr().ok(),
-                    protocol = detected.as_str(),
-                    "detected a connection's protocol"
-                );
-                let to = match detected {
-                    Detected::Closed => return,
-                    detected if detected.is_http() => to_http,
-                    _ => to_tcp,
-                };
-                // Fails only once the server stopped accepting: the connection closes.
-                let _ = to.send((stream, guard));
+                route(detected, stream, guard, &detection, &to_http, &to_tcp);
                 drop(pending);
             });
         }
@@ -313,6 +332,30 @@ pub fn split<L: Listener>(
         DetectedListener { connections: tcp },
         accept_loop,
     )
+}
+
+/// Counts and logs what a connection showed and passes it to its path.
+fn route<G>(
+    detected: Detected,
+    stream: TcpStream,
+    guard: G,
+    detection: &Detection,
+    to_http: &mpsc::UnboundedSender<(TcpStream, G)>,
+    to_tcp: &mpsc::UnboundedSender<(TcpStream, G)>,
+) {
+    detection.counters.count(detected);
+    tracing::debug!(
+        peer = ?stream.peer_addr().ok(),
+        protocol = detected.as_str(),
+        "detected a connection's protocol"
+    );
+    let to = match detected {
+        Detected::Closed => return,
+        detected if detected.is_http() => to_http,
+        _ => to_tcp,
+    };
+    // Fails only once the server stopped accepting: the connection closes.
+    let _ = to.send((stream, guard));
 }
 
 #[cfg(test)]

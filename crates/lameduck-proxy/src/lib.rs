@@ -39,6 +39,6 @@ mod upstream;
 pub use client_address::ClientAddress;
 pub use detect::{DEFAULT_DETECT_TIMEOUT, Detection, split};
 pub use forward::{BodyError, Forward, ForwardBody, UpstreamProtocol};
-pub use metrics::{Failure, ProxyMetrics};
+pub use metrics::{DetectedCounters, Failure, ProxyMetrics};
 pub use spec::{Protocol, ProxySpec, SpecError};
 pub use tcp::{TcpForward, serve_tcp};

@@ -35,6 +35,19 @@ impl Failure {
     }
 }
 
+/// One `auto` proxy's series of `lameduck_proxy_detected_total`, held so that counting a
+/// connection is one atomic add, not a lookup by labels.
+#[derive(Debug, Clone)]
+pub struct DetectedCounters(Arc<[Counter; Detected::ALL.len()]>);
+
+impl DetectedCounters {
+    /// Counts one connection that showed `protocol`.
+    pub fn count(&self, protocol: Detected) {
+        // ALL lists the variants in declaration order.
+        self.0[protocol as usize].inc();
+    }
+}
+
 /// `listen` (the proxy's address, one series per proxy) and `kind` or `protocol`.
 type Labels = [(&'static str, String); 2];
 
@@ -88,26 +101,19 @@ impl ProxyMetrics {
         proxy
     }
 
-    /// Renders every protocol of [`ProxyMetrics::detected`] for this proxy from now on.
-    pub fn detects(&self) {
-        for protocol in Detected::ALL {
-            let _ = self
-                .detected
-                .get_or_create(&self.labels("protocol", protocol.as_str()));
-        }
+    /// The counters of an `auto` proxy's detected protocols, every one rendered from now on.
+    pub fn detects(&self) -> DetectedCounters {
+        DetectedCounters(Arc::new(Detected::ALL.map(|protocol| {
+            self.detected
+                .get_or_create(&self.labels("protocol", protocol.as_str()))
+                .clone()
+        })))
     }
 
     /// Counts one failure.
     pub fn failed(&self, kind: Failure) {
         self.failures
             .get_or_create(&self.labels("kind", kind.as_str()))
-            .inc();
-    }
-
-    /// Counts one connection an `auto` proxy detected.
-    pub fn detected(&self, protocol: Detected) {
-        self.detected
-            .get_or_create(&self.labels("protocol", protocol.as_str()))
             .inc();
     }
 

@@ -107,7 +107,7 @@ async fn serve(
             let detection = Detection {
                 timeout: proxy.detect_timeout,
                 accept_proxy_protocol: proxy.accept_proxy_protocol,
-                metrics: metrics.clone(),
+                counters: metrics.detects(),
             };
             let (http, tcp, accept) = split(lameduck.shutdown().clone(), listener, detection);
             tokio::join!(

@@ -133,9 +133,6 @@ pub async fn run(builder: Builder, config: RunConfig) -> Result<u8, RunError> {
         let threads = listeners.len();
         tracing::info!(listen = %proxy.spec.listen, upstream = %proxy.spec.upstream, protocol = %proxy.protocol, accept_proxy_protocol = proxy.accept_proxy_protocol, threads, "drain proxy");
         let metrics = metrics.for_listener(proxy.spec.listen);
-        if proxy.protocol == Protocol::Auto {
-            metrics.detects();
-        }
         proxy::start(&lameduck, listeners, proxy, metrics)?;
         serves_http |= proxy.protocol.serves_http();
     }

@@ -88,3 +88,27 @@ fn lines_are_bounded() {
     long.extend_from_slice(b" HTTP/1.1\r\n");
     assert_eq!(classify(&long), is(Detected::Http1));
 }
+
+#[test]
+fn every_verdict_is_listed_at_its_own_index() {
+    // DetectedCounters indexes its counters by the variant's number.
+    for (index, detected) in Detected::ALL.into_iter().enumerate() {
+        assert_eq!(detected as usize, index);
+    }
+}
+
+#[test]
+fn a_proxy_protocol_header_is_looked_past() {
+    let v1 = b"PROXY TCP4 192.0.2.1 192.0.2.2 5000 80\r\n";
+    let mut http = v1.to_vec();
+    http.extend_from_slice(b"GET / HTTP/1.1\r\n");
+    assert_eq!(decide(&http, true), is(Detected::Http1));
+    let mut tls = v1.to_vec();
+    tls.push(0x16);
+    assert_eq!(decide(&tls, true), is(Detected::Tls));
+    assert_eq!(decide(v1, true), Verdict::NeedMore);
+    assert_eq!(decide(&v1[..10], true), Verdict::NeedMore);
+    assert_eq!(decide(b"GET / HTTP/1.1\r\n", true), is(Detected::Other));
+    // Without the option, the header is the client's first bytes.
+    assert_eq!(decide(&http, false), is(Detected::Other));
+}
