@@ -166,8 +166,12 @@ pub fn parse_prefix(bytes: &[u8]) -> Result<HeaderPrefix, ProxyHeaderError> {
             "no PROXY protocol signature".to_owned(),
         ));
     }
+    if v1_line_unfinished(bytes) {
+        return Ok(HeaderPrefix::Incomplete);
+    }
     let parsed = HeaderResult::parse(bytes);
-    if parsed.is_incomplete() || v1_unfinished(bytes, &parsed) {
+    // A v1 line that ended is judged whole, even where ppp would wait for more.
+    if parsed.is_incomplete() && !bytes.starts_with(V1_SIGNATURE) {
         return if bytes.len() >= MAX_HEADER {
             Err(ProxyHeaderError::TooLong)
         } else {
@@ -185,8 +189,10 @@ pub fn parse_prefix(bytes: &[u8]) -> Result<HeaderPrefix, ProxyHeaderError> {
 
 /// The longest v1 header line, CRLF included.
 const V1_MAX: usize = 107;
+/// How a v1 header begins.
+const V1_SIGNATURE: &[u8] = b"PROXY ";
 /// How each header version begins.
-const SIGNATURES: [&[u8]; 2] = [b"PROXY ", b"\r\n\r\n\0\r\nQUIT\n"];
+const SIGNATURES: [&[u8]; 2] = [V1_SIGNATURE, b"\r\n\r\n\0\r\nQUIT\n"];
 
 /// Whether `bytes` begin like a v1 or v2 header (or are too few to tell).
 ///
@@ -201,18 +207,22 @@ fn starts_like_a_header(bytes: &[u8]) -> bool {
     })
 }
 
-/// Whether `bytes` start a v1 header whose line has not ended yet, which ppp refused anyway.
+/// Whether `bytes` start a v1 header line that has not ended yet: no CR, or a CR that is the
+/// last byte, within [`V1_MAX`] bytes.
 ///
-/// ppp reads a start without CRLF as a whole line, so a header cut just after its source port
-/// (`PROXY TCP6 … 4000 `) reads as one with an empty destination port and is refused, and
-/// whether a valid header is taken depends on where the network split it (found by the
-/// `proxy_header` fuzz target). Such a start is judged only once its CR, or [`V1_MAX`] bytes,
-/// arrived; a client that is not a balancer does not begin with `PROXY `.
-fn v1_unfinished(bytes: &[u8], parsed: &HeaderResult<'_>) -> bool {
-    matches!(parsed, HeaderResult::V1(Err(_)))
-        && bytes.starts_with(b"PROXY ")
+/// A v1 header is judged only once its line ended. ppp reads a start as a whole line, so a
+/// header cut just after its source port (`PROXY TCP6 … 4000 `) read as one with an empty
+/// destination port and was refused: whether a valid header was taken depended on where the
+/// network split it. And a line that ended too early (`PROXY TCP4 1.2.3.4\r\n`) read as
+/// incomplete, to wait for bytes that cannot mend it (both found by the `proxy_header` fuzz
+/// target).
+fn v1_line_unfinished(bytes: &[u8]) -> bool {
+    bytes.starts_with(V1_SIGNATURE)
         && bytes.len() < V1_MAX
-        && !bytes.contains(&b'\r')
+        && bytes
+            .iter()
+            .position(|&b| b == b'\r')
+            .is_none_or(|cr| cr + 1 == bytes.len())
 }
 
 fn v1_addresses(addresses: ppp::v1::Addresses) -> Option<ProxiedAddresses> {

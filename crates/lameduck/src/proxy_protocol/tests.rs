@@ -202,7 +202,8 @@ async fn a_silent_connection_is_given_up_on() {
 
 /// Found by the `proxy_header` fuzz target: a v1 header cut just after its source port read as
 /// one with an empty destination port and was refused, so a valid header split there by the
-/// network failed. Every cut of a valid header must wait for more bytes.
+/// network failed. Every cut of a valid header must wait for more bytes; a line that ended is
+/// judged at once.
 #[test]
 fn every_start_of_a_valid_header_waits_for_the_rest() {
     let v2 = v2_header("192.0.2.1:1", "192.0.2.2:2", (0x04, b"x"));
@@ -235,6 +236,9 @@ fn every_start_of_a_valid_header_waits_for_the_rest() {
         b"PROXY TCP4 1.2.3.4 5.6.7.8 1 \r\n",
         b"P ",
         b"P [NKOWNPOWNP",
+        // A line that ended is judged whole: it cannot be mended by more bytes.
+        b"PROXY TCP4 1.2.3.4\r\n",
+        b"PROXY TCP6 2001:db8::1 2001:db8::2 400\r0 \n\r\n",
     ] {
         let refused = parse_prefix(bytes);
         assert!(
