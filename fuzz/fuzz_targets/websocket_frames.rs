@@ -22,10 +22,7 @@ fn frames(stream: &[u8]) -> Vec<Frame> {
     let mut frames = Vec::new();
     let mut at: usize = 0;
     // Bounded: each turn moves `at` past at least a 2-byte header, or ends.
-    loop {
-        let (Some(&first), Some(&second)) = (stream.get(at), stream.get(at + 1)) else {
-            break;
-        };
+    while let (Some(&first), Some(&second)) = (stream.get(at), stream.get(at + 1)) {
         let extended = match second & 0x7f {
             126 => 2,
             127 => 8,
