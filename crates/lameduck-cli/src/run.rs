@@ -188,6 +188,11 @@ pub struct RunArgs {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+    /// Validate the flags and settings, print the drain budget they lead to, and exit (0
+    /// valid, 2 invalid) without starting anything: what `lameduck lint` checks of a
+    /// container, asked of the real thing.
+    #[arg(long)]
+    pub check: bool,
     /// The command to run, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -264,9 +269,7 @@ pub struct ProbeArgs {
 }
 
 pub(crate) fn duration(value: &str) -> Result<Duration, String> {
-    lameduck_run::parse_duration("value", value).map_err(|_| {
-        format!("{value:?} is not a duration (use e.g. 5s, 500ms, 1m30s or plain seconds)")
-    })
+    lameduck_run::parse_duration_value(value).map_err(|error| error.to_string())
 }
 
 fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, Failure> {
@@ -321,6 +324,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
             builder = set(builder, value);
         }
     }
+    if args.check {
+        return check(&builder, &proxies, &args);
+    }
     let config = RunConfig {
         command: args.command,
         stop_signal: args.stop_signal,
@@ -335,6 +341,70 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         Ok(code) => Ok(ExitCode::from(code)),
         Err(error) => Err(Failure::with_code(error.exit_code(), error)),
     }
+}
+
+/// `lameduck run --check`: the settings' validation and the budget they give, on stdout.
+fn check(builder: &Builder, proxies: &[ProxyConfig], args: &RunArgs) -> Result<ExitCode, Failure> {
+    let settings = builder.settings().clone();
+    let config = settings
+        .clone()
+        .validate()
+        .map_err(|error| Failure::usage(anyhow!(error)))?;
+    let settings = config.settings();
+    let secs = |d: Duration| format!("{}s", d.as_secs_f64());
+    let mut out = String::from("lameduck run: the settings are valid\n\nsettings:\n");
+    for spec in &lameduck_run::SETTINGS {
+        let value = settings.get(spec.env).map_or_else(|| "?".to_owned(), secs);
+        out.push_str(&format!("  {:<20} {:<27} {value}\n", spec.flag, spec.env));
+    }
+    for (what, spent) in [
+        (
+            "a drain started by the stop signal (after the preStop time)",
+            settings.prestop,
+        ),
+        (
+            "a drain started by POST /drain or lameduck wait",
+            Duration::ZERO,
+        ),
+    ] {
+        let budget = settings.budget(spent);
+        out.push_str(&format!(
+            "\nbudget of {what}, from the drain's start:\n  drain wait {}..{} (ends after {} without arrivals)\n  \
+             Closing by {}, forced close at {}, exit by {} (the grace period ends at {})\n",
+            secs(settings.min_wait),
+            secs(budget.drain_deadline),
+            secs(settings.quiet_window),
+            secs(budget.drain_deadline),
+            secs(budget.force_close_at),
+            secs(budget.exit_by),
+            secs(settings.grace.saturating_sub(spent)),
+        ));
+    }
+    out.push_str(&format!(
+        "\nadmin endpoints: {}\nstop signal: {}\n",
+        builder
+            .admin()
+            .map_or_else(|| "off".to_owned(), |addr| addr.to_string()),
+        args.stop_signal
+    ));
+    for proxy in proxies {
+        out.push_str(&format!(
+            "proxy: {} -> {} ({}{})\n",
+            proxy.spec.listen,
+            proxy.spec.upstream,
+            proxy.protocol,
+            if proxy.protocol == Protocol::Auto {
+                format!(
+                    ", silent connections spliced after {}",
+                    secs(proxy.detect_timeout)
+                )
+            } else {
+                String::new()
+            }
+        ));
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// One [`ProxyConfig`] per `--proxy`, the shared flags applied to each.

@@ -181,3 +181,102 @@ fn list_and_explain() {
         Some(2)
     );
 }
+
+/// Every `*.yaml` under `dir`, recursively (fixture trees are a few levels deep).
+fn yaml_files(dir: &Path, found: &mut Vec<PathBuf>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().collect();
+    entries.sort_by_key(std::fs::DirEntry::path);
+    for entry in entries {
+        let path = entry.path();
+        if path.is_dir() {
+            yaml_files(&path, found);
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            found.push(path);
+        }
+    }
+}
+
+/// What `lameduck run --check` says of a container's flags and `LAMEDUCK_*` variables: `None`
+/// if it accepts them, else its error's own text.
+fn run_check(invocation: &lameduck_lint::RunInvocation) -> Option<String> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lameduck"));
+    command.args(["run", "--check"]).args(&invocation.flags);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("LAMEDUCK_") {
+            command.env_remove(name);
+        }
+    }
+    let output = command
+        .envs(invocation.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    match output.status.code() {
+        Some(0) => None,
+        Some(2) => {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let first = stderr.lines().next().unwrap_or_default();
+            // `lameduck: error: TEXT`, or clap's `error: invalid value 'V' for 'FLAG': TEXT`.
+            let text = first
+                .strip_prefix("lameduck: error: ")
+                .or_else(|| first.split_once("': ").map(|(_, text)| text))
+                .unwrap_or(first);
+            Some(text.to_owned())
+        }
+        other => panic!(
+            "lameduck run --check exited {other:?}: {stderr:?}",
+            stderr = output.stderr
+        ),
+    }
+}
+
+/// lint and `lameduck run` agree on every `lameduck run` container of every lint fixture: lint
+/// reports `lameduck-settings-invalid` exactly where `lameduck run --check` refuses the same
+/// flags and environment, and its message carries run's own error text.
+#[test]
+fn lint_and_run_check_agree_on_every_fixture() {
+    let mut files = Vec::new();
+    yaml_files(Path::new(FIXTURES), &mut files);
+    let mut checked = 0;
+    let mut refused = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let name = file.display().to_string();
+        let loaded = lameduck_lint::load(&name, &text);
+        let findings = lameduck_lint::lint(&loaded.objects, &lameduck_lint::Config::default());
+        for invocation in lameduck_lint::lameduck_runs(&loaded.objects) {
+            let label = format!("container {:?}:", invocation.container);
+            let lint_says: Vec<&str> = findings
+                .iter()
+                .filter(|f| {
+                    f.check == "lameduck-settings-invalid"
+                        && f.object.name == invocation.workload
+                        && f.message.starts_with(&label)
+                })
+                .map(|f| f.message.as_str())
+                .collect();
+            let run_says = run_check(&invocation);
+            match &run_says {
+                None => assert!(
+                    lint_says.is_empty(),
+                    "{name} {invocation:?}: run accepts, lint says {lint_says:?}"
+                ),
+                Some(error) => {
+                    refused += 1;
+                    assert!(
+                        lint_says
+                            .iter()
+                            .any(|message| message.contains(error.as_str())),
+                        "{name} {invocation:?}: run says {error:?}, lint says {lint_says:?}"
+                    );
+                }
+            }
+            checked += 1;
+        }
+    }
+    // The run-agreement fixtures alone hold 7 containers, 5 of them refused.
+    assert!(
+        checked >= 7 && refused >= 5,
+        "{checked} checked, {refused} refused"
+    );
+}

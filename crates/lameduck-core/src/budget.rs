@@ -7,9 +7,6 @@ use tokio::time::Instant;
 
 use crate::{Settings, Trigger};
 
-/// Time given to force-closed connections and tasks to notice before the process exits.
-pub const FORCE_GRACE: Duration = Duration::from_millis(250);
-
 /// The deadlines of one shutdown, all derived from the grace period.
 ///
 /// ```text
@@ -41,20 +38,10 @@ impl BudgetPlan {
             Trigger::Programmatic | Trigger::Admin | Trigger::Gate => Duration::ZERO,
         };
         let t0 = drain_started.checked_sub(spent).unwrap_or(drain_started);
-        let exit_by = (t0 + settings.grace)
-            .checked_sub(settings.safety_margin)
-            .unwrap_or(t0);
-        let exit_by = exit_by.max(drain_started);
-        let force_close_at = exit_by
-            .checked_sub(FORCE_GRACE)
-            .unwrap_or(exit_by)
-            .max(drain_started);
-        let latest_drain_end = force_close_at
-            .checked_sub(settings.close_timeout)
-            .unwrap_or(force_close_at);
-        let drain_deadline = (drain_started + settings.max_wait)
-            .min(latest_drain_end)
-            .max(drain_started);
+        let budget = settings.budget(spent);
+        let drain_deadline = drain_started + budget.drain_deadline;
+        let force_close_at = drain_started + budget.force_close_at;
+        let exit_by = drain_started + budget.exit_by;
         Self {
             t0,
             drain_started,

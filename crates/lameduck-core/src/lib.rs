@@ -11,7 +11,6 @@
 
 mod activity;
 mod budget;
-mod config;
 mod drain;
 mod lifecycle;
 mod shutdown;
@@ -19,8 +18,11 @@ mod tasks;
 
 pub use activity::{Activity, InFlightGuard};
 pub use budget::BudgetPlan;
-pub use config::{Config, ConfigError, Settings, parse_duration};
 pub use drain::{DrainEnd, DrainEndReason, wait_for_quiet};
+pub use lameduck_settings::{
+    Config, ConfigError, DrainBudget, DurationError, FORCE_GRACE, SETTINGS, SettingSpec, Settings,
+    parse_duration, parse_duration_value, setting_of_flag,
+};
 pub use lifecycle::{Lifecycle, Phase, Snapshot, Trigger};
 pub use shutdown::{Shutdown, ShutdownReport};
 pub use tasks::TrackedTasks;

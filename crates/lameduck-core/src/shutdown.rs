@@ -7,7 +7,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::budget::FORCE_GRACE;
+use crate::FORCE_GRACE;
 use crate::{
     Activity, BudgetPlan, Config, DrainEnd, Lifecycle, Phase, TrackedTasks, Trigger, wait_for_quiet,
 };

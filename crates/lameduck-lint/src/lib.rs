@@ -31,3 +31,37 @@ pub fn lint(objects: &[Object], config: &Config) -> Vec<Finding> {
     let ctx = context::Context::new(objects, config);
     checks::run_all(&ctx)
 }
+
+/// A container's `lameduck run` entrypoint as its manifest gives it: what `lameduck run
+/// --check` can be asked about to confirm what lint says of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunInvocation {
+    /// The workload's name.
+    pub workload: String,
+    /// The container's name.
+    pub container: String,
+    /// The arguments between `run` and `--`.
+    pub flags: Vec<String>,
+    /// The container's `LAMEDUCK_*` variables with literal values.
+    pub env: Vec<(String, String)>,
+}
+
+/// Every container of `objects` whose entrypoint is `lameduck run`.
+pub fn lameduck_runs(objects: &[Object]) -> Vec<RunInvocation> {
+    let config = Config::default();
+    let ctx = context::Context::new(objects, &config);
+    ctx.workloads
+        .iter()
+        .flat_map(|workload| {
+            workload.containers.iter().filter_map(|c| {
+                let run = c.lameduck.as_ref()?;
+                Some(RunInvocation {
+                    workload: workload.object.name.clone(),
+                    container: c.name.to_owned(),
+                    flags: run.flags.clone(),
+                    env: run.env.clone(),
+                })
+            })
+        })
+        .collect()
+}

@@ -29,7 +29,7 @@ pub use child::{ChildExit, ForwardTo, parse_signal};
 pub use error::{NOT_EXECUTABLE, NOT_FOUND, RunError, SETUP_FAILED};
 pub use guard::{GUARD_SUBCOMMAND, guard_main};
 pub use lameduck::Builder;
-pub use lameduck_core::{Settings, parse_duration};
+pub use lameduck_core::{SETTINGS, Settings, parse_duration, parse_duration_value};
 pub use lameduck_proxy::{
     ClientAddress, DEFAULT_DETECT_TIMEOUT, Protocol, ProxySpec, SpecError, UpstreamProtocol,
 };

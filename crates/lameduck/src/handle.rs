@@ -143,6 +143,16 @@ impl Builder {
         self
     }
 
+    /// The drain settings as set so far (not yet validated).
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Where the admin endpoints will listen, if anywhere.
+    pub fn admin(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
     /// Validates the settings.
     pub fn build(self) -> Result<Lameduck, Error> {
         let config = self.settings.validate()?;

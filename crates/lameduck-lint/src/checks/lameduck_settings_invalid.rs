@@ -3,16 +3,22 @@
 use super::{Check, Out, container_label};
 use crate::context::Context;
 use crate::finding::Severity;
-use crate::workload::secs;
 
 pub(crate) static CHECK: Check = Check {
     id: "lameduck-settings-invalid",
     severity: Severity::Error,
-    summary: "`lameduck run` drain settings are not durations, or min-wait exceeds max-wait",
-    explanation: "`lameduck run` validates its settings at start and exits when one is not a \
-        duration or when min-wait is longer than max-wait: the container then crash-loops and the \
-        rollout stalls.",
-    fix: "Use durations such as 5s, 500ms, 1m30s or plain seconds, and keep min-wait <= max-wait.",
+    summary: "`lameduck run` will refuse its drain settings and exit at start",
+    explanation: "`lameduck run` validates its settings before it starts the app and exits with \
+        status 2 when one is not a duration, when min-wait is longer than max-wait, or when the \
+        grace period, less the preStop time, the safety margin and the force-close grace, \
+        cannot hold min-wait and the close timeout: the container then crash-loops and the \
+        rollout stalls. lint reads the container's LAMEDUCK_* variables and `lameduck run` \
+        flags into the same settings with the same parser and validation (crate \
+        lameduck-settings), so the message is the one `lameduck run` would print; `lameduck \
+        run --check` with the same flags and environment shows the whole plan.",
+    fix: "Use durations such as 5s, 500ms, 1m30s or plain seconds, keep min-wait <= max-wait, \
+        and give the pod a grace period that holds the preStop time, the safety margin, \
+        min-wait and the close timeout (or shorten those).",
     run,
 };
 
@@ -20,22 +26,8 @@ fn run(ctx: &Context<'_>, out: &mut Out) {
     for workload in &ctx.workloads {
         for c in &workload.containers {
             let Some(run) = &c.lameduck else { continue };
-            for (source, value) in &run.invalid {
-                let message = format!(
-                    "{}: {source} {value:?} is not a duration",
-                    container_label(c.name)
-                );
-                out.emit(workload.object, run.pos, message);
-            }
-            if run.min_wait.seconds > run.max_wait.seconds {
-                let message = format!(
-                    "{}: min-wait {} ({}) is longer than max-wait {} ({})",
-                    container_label(c.name),
-                    secs(run.min_wait.seconds),
-                    run.min_wait.source,
-                    secs(run.max_wait.seconds),
-                    run.max_wait.source
-                );
+            for error in run.invalid.iter().chain(&run.refused) {
+                let message = format!("{}: {error}", container_label(c.name));
                 out.emit(workload.object, run.pos, message);
             }
         }

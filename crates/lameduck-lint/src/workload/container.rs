@@ -2,24 +2,11 @@
 //! delays the stop signal, and the drain settings of a `lameduck run` entrypoint read from
 //! its command, args and env. Separate from finding the workload and its pod template.
 
+use lameduck_settings::proxy_spec::ProxySpec;
+use lameduck_settings::{Settings, setting_of_flag};
+
 use super::parse_duration;
 use crate::yaml::{Entry, Node, Pos};
-
-/// Defaults of `lameduck run` (kept equal to lameduck-core's `Settings::default`).
-pub mod lameduck_defaults {
-    /// `--grace` / `LAMEDUCK_GRACE_SECONDS`.
-    pub const GRACE: f64 = 30.0;
-    /// `--min-wait` / `LAMEDUCK_MIN_WAIT`.
-    pub const MIN_WAIT: f64 = 3.0;
-    /// `--max-wait` / `LAMEDUCK_MAX_WAIT`.
-    pub const MAX_WAIT: f64 = 20.0;
-    /// `--quiet-window` / `LAMEDUCK_QUIET_WINDOW`.
-    pub const QUIET_WINDOW: f64 = 1.0;
-    /// `LAMEDUCK_CLOSE_TIMEOUT`.
-    pub const CLOSE_TIMEOUT: f64 = 5.0;
-    /// `LAMEDUCK_PRESTOP_SECONDS`.
-    pub const PRESTOP: f64 = 0.0;
-}
 
 /// A container of a pod template.
 #[derive(Debug)]
@@ -100,10 +87,16 @@ pub struct LameduckRun {
     pub quiet_window: Setting,
     /// Closing time.
     pub close_timeout: Setting,
-    /// Values that are not durations: (setting source, value).
-    pub invalid: Vec<(String, String)>,
+    /// Values `lameduck run` cannot parse, in its own words.
+    pub invalid: Vec<String>,
+    /// Why `lameduck run` would refuse these settings at start (its validation's own text).
+    pub refused: Option<String>,
     /// The drain proxies (`--proxy` / `LAMEDUCK_PROXY`) whose ports could be read.
     pub proxies: Vec<ProxyPorts>,
+    /// The arguments between `run` and `--`, as written.
+    pub flags: Vec<String>,
+    /// The container's `LAMEDUCK_*` variables with literal values, in order.
+    pub env: Vec<(String, String)>,
 }
 
 /// One `--proxy [PROTOCOL:]LISTEN=UPSTREAM` of `lameduck run`, by port.
@@ -118,24 +111,18 @@ pub struct ProxyPorts {
 }
 
 impl ProxyPorts {
-    /// `[PROTOCOL:]LISTEN=UPSTREAM`, each side `PORT` or `IP:PORT`.
-    fn parse(spec: &str) -> Option<Self> {
-        let spec = spec.trim();
-        let addresses = match spec.split_once(':') {
-            Some((word, rest)) if word.chars().all(|c| c.is_ascii_alphabetic()) => rest,
-            _ => spec,
-        };
-        let (listen, upstream) = addresses.split_once('=')?;
-        let port = |side: &str| side.rsplit(':').next()?.trim().parse::<u16>().ok();
-        Some(Self {
-            spec: spec.to_owned(),
-            listen: port(listen)?,
-            upstream: port(upstream)?,
+    /// Each `[PROTOCOL:]LISTEN=UPSTREAM` of a comma-separated list, read by `lameduck run`'s
+    /// own parser; what it refuses is an error in `lameduck run`'s words.
+    fn parse_list(value: &str) -> impl Iterator<Item = Result<Self, String>> + '_ {
+        value.split(',').map(|spec| {
+            spec.parse::<ProxySpec>()
+                .map(|parsed| Self {
+                    spec: spec.trim().to_owned(),
+                    listen: parsed.listen.port(),
+                    upstream: parsed.upstream.port(),
+                })
+                .map_err(|error| error.to_string())
         })
-    }
-
-    fn parse_list(value: &str) -> impl Iterator<Item = Self> + '_ {
-        value.split(',').filter_map(Self::parse)
     }
 }
 
@@ -266,22 +253,35 @@ fn lameduck_run(node: &Node) -> Option<LameduckRun> {
         "args"
     };
     let pos = node.entry(pos_key).map(|e| e.key.pos).unwrap_or(node.pos);
-    let setting = |seconds: f64| Setting {
-        seconds,
+    let defaults = Settings::default();
+    let setting = |value: std::time::Duration| Setting {
+        seconds: value.as_secs_f64(),
         source: "default".to_owned(),
     };
     let mut run = LameduckRun {
         pos,
-        grace: setting(lameduck_defaults::GRACE),
-        prestop: setting(lameduck_defaults::PRESTOP),
-        min_wait: setting(lameduck_defaults::MIN_WAIT),
-        max_wait: setting(lameduck_defaults::MAX_WAIT),
-        quiet_window: setting(lameduck_defaults::QUIET_WINDOW),
-        close_timeout: setting(lameduck_defaults::CLOSE_TIMEOUT),
+        grace: setting(defaults.grace),
+        prestop: setting(defaults.prestop),
+        min_wait: setting(defaults.min_wait),
+        max_wait: setting(defaults.max_wait),
+        quiet_window: setting(defaults.quiet_window),
+        close_timeout: setting(defaults.close_timeout),
         invalid: Vec::new(),
+        refused: None,
         proxies: Vec::new(),
+        flags: all[start + 2..]
+            .iter()
+            .take_while(|arg| **arg != "--")
+            .map(|arg| (*arg).to_owned())
+            .collect(),
+        env: Vec::new(),
     };
+    // Built as `lameduck run` builds it: the environment first, then flags over it.
+    let mut settings = defaults;
     let mut proxy_flags = Vec::new();
+    let mut proxy_flag_given = false;
+    // `lameduck run` reads LAMEDUCK_PROXY only when no --proxy flag is given.
+    let mut env_proxy_errors = Vec::new();
     for env in node.get("env").map(Node::items).unwrap_or_default() {
         let (Some(name), Some(value)) = (
             env.get("name").and_then(Node::as_str),
@@ -289,10 +289,21 @@ fn lameduck_run(node: &Node) -> Option<LameduckRun> {
         ) else {
             continue;
         };
-        if name == "LAMEDUCK_PROXY" {
-            run.proxies.extend(ProxyPorts::parse_list(value));
+        if name.starts_with("LAMEDUCK_") {
+            run.env.push((name.to_owned(), value.to_owned()));
         }
-        run.set(name, name, value);
+        if name == "LAMEDUCK_PROXY" {
+            for parsed in ProxyPorts::parse_list(value) {
+                match parsed {
+                    Ok(ports) => run.proxies.push(ports),
+                    Err(error) => env_proxy_errors.push(format!("{name} {value:?}: {error}")),
+                }
+            }
+        }
+        // `lameduck run` takes an empty variable for unset.
+        if !value.trim().is_empty() {
+            run.set(&mut settings, name, name, value);
+        }
     }
     let mut i = start + 2;
     // Bounded by the argument count: every round advances `i`.
@@ -307,16 +318,13 @@ fn lameduck_run(node: &Node) -> Option<LameduckRun> {
         };
         let var = match flag {
             "--proxy" => "LAMEDUCK_PROXY",
-            "--grace" => "LAMEDUCK_GRACE_SECONDS",
-            "--min-wait" => "LAMEDUCK_MIN_WAIT",
-            "--max-wait" => "LAMEDUCK_MAX_WAIT",
-            "--quiet-window" => "LAMEDUCK_QUIET_WINDOW",
-            "--prestop" => "LAMEDUCK_PRESTOP_SECONDS",
-            "--close-timeout" => "LAMEDUCK_CLOSE_TIMEOUT",
-            _ => {
-                i += 1;
-                continue;
-            }
+            flag => match setting_of_flag(flag) {
+                Some(spec) => spec.env,
+                None => {
+                    i += 1;
+                    continue;
+                }
+            },
         };
         let value = match inline {
             Some(v) => v,
@@ -326,44 +334,61 @@ fn lameduck_run(node: &Node) -> Option<LameduckRun> {
             }
         };
         if var == "LAMEDUCK_PROXY" {
-            proxy_flags.extend(ProxyPorts::parse_list(&value));
+            proxy_flag_given = true;
+            for parsed in ProxyPorts::parse_list(&value) {
+                match parsed {
+                    Ok(ports) => proxy_flags.push(ports),
+                    Err(error) => run.invalid.push(format!("{flag} {value:?}: {error}")),
+                }
+            }
+        } else {
+            run.set(&mut settings, var, flag, &value);
         }
-        run.set(var, flag, &value);
         i += 1;
     }
-    if !proxy_flags.is_empty() {
+    if proxy_flag_given {
         // Flags win over the environment variable, as in `lameduck run`.
         run.proxies = proxy_flags;
+    } else {
+        run.invalid.extend(env_proxy_errors);
+    }
+    if run.invalid.is_empty() {
+        run.refused = settings.validate().err().map(|error| error.to_string());
     }
     Some(run)
 }
 
 impl LameduckRun {
-    /// Sets the setting of environment variable `var` from `value`, given by `source`.
-    fn set(&mut self, var: &str, source: &str, value: &str) {
-        let parsed = parse_duration(value);
-        match (self.slot(var), parsed) {
-            (Some(slot), Some(seconds)) => {
-                *slot = Setting {
-                    seconds,
-                    source: source.to_owned(),
-                }
-            }
-            (Some(_), None) => self.invalid.push((source.to_owned(), value.to_owned())),
-            (None, _) => {}
+    /// Sets the setting of environment variable `var` from `value`, given by `source`, as
+    /// `lameduck run` would, and notes where it came from.
+    fn set(&mut self, settings: &mut Settings, var: &str, source: &str, value: &str) {
+        if let Err(error) = settings.set(var, value) {
+            // The variable's name in the error, as `lameduck run` reports it; the flag too.
+            let error = error.to_string();
+            self.invalid.push(if source == var {
+                error
+            } else {
+                format!("{source}: {error}")
+            });
+            return;
         }
-    }
-
-    fn slot(&mut self, var: &str) -> Option<&mut Setting> {
-        Some(match var {
+        let Some(seconds) = settings.get(var).map(|value| value.as_secs_f64()) else {
+            return;
+        };
+        let slot = match var {
             "LAMEDUCK_GRACE_SECONDS" => &mut self.grace,
             "LAMEDUCK_PRESTOP_SECONDS" => &mut self.prestop,
             "LAMEDUCK_MIN_WAIT" => &mut self.min_wait,
             "LAMEDUCK_MAX_WAIT" => &mut self.max_wait,
             "LAMEDUCK_QUIET_WINDOW" => &mut self.quiet_window,
             "LAMEDUCK_CLOSE_TIMEOUT" => &mut self.close_timeout,
-            _ => return None,
-        })
+            // Read by no check of its own (validation covers it).
+            _ => return,
+        };
+        *slot = Setting {
+            seconds,
+            source: source.to_owned(),
+        };
     }
 }
 
@@ -420,7 +445,18 @@ mod tests {
             "kind: X\ncommand: [lameduck, run, --, /app]\nenv:\n- {name: LAMEDUCK_PROXY, value: '0.0.0.0:80=81,tcp:5432=5433'}\n",
         );
         assert_eq!(c.lameduck.unwrap().proxies.len(), 2);
-        assert_eq!(ProxyPorts::parse("8080"), None);
+        let c = container_of(
+            "kind: X\ncommand: [lameduck, run, --proxy, '8080=8080,9=10', --, /app]\n",
+        );
+        let run = c.lameduck.unwrap();
+        assert_eq!(run.proxies.len(), 1);
+        assert_eq!(
+            run.invalid,
+            [
+                "--proxy \"8080=8080,9=10\": the upstream 127.0.0.1:8080 is one of the proxy's own \
+              listening addresses: it would forward to itself"
+            ]
+        );
     }
 
     #[test]

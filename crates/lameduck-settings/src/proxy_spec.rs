@@ -1,4 +1,6 @@
-//! `--proxy [PROTOCOL:]LISTEN=UPSTREAM` and `--protocol`.
+//! `--proxy [PROTOCOL:]LISTEN=UPSTREAM` and `--protocol`: the one reading of a drain proxy's
+//! address pair, for `lameduck run` and for `lameduck lint`, which reports what run would
+//! refuse.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -25,7 +27,9 @@ pub enum SpecError {
         value: String,
     },
     /// Listening on the upstream's own address would loop.
-    #[error("listen and upstream are the same address {0}: the proxy would forward to itself")]
+    #[error(
+        "the upstream {0} is one of the proxy's own listening addresses: it would forward to itself"
+    )]
     Loop(SocketAddr),
     /// Unknown protocol name.
     #[error("{0:?} is not a proxy protocol (use auto, http or tcp)")]
@@ -37,7 +41,7 @@ pub enum SpecError {
 pub enum Protocol {
     /// Per connection, by its first bytes: HTTP/1 and h2c take the `Http` path, anything else
     /// (TLS, client-first binary protocols, and server-first ones after a short silence) the
-    /// `Tcp` splice. See [`crate::detect`].
+    /// `Tcp` splice (the drain proxy's `detect` module).
     #[default]
     Auto,
     /// HTTP/1.1 and h2c, with upgrades: per-request evidence, `Connection: close`, GOAWAY.
@@ -104,8 +108,8 @@ impl FromStr for ProxySpec {
         })?;
         let listen = addr("listen", listen, Ipv4Addr::UNSPECIFIED.into())?;
         let upstream = addr("upstream", upstream, Ipv4Addr::LOCALHOST.into())?;
-        if listen == upstream {
-            return Err(SpecError::Loop(listen));
+        if listens_on(listen, upstream) {
+            return Err(SpecError::Loop(upstream));
         }
         Ok(Self {
             listen,
@@ -122,6 +126,16 @@ impl fmt::Display for ProxySpec {
         }
         write!(f, "{}={}", self.listen, self.upstream)
     }
+}
+
+/// Whether a socket listening on `listen` would take connections to `upstream`: the same
+/// address, or the same port on a wildcard address (`8080=8080` listens on 0.0.0.0:8080 and
+/// forwards to 127.0.0.1:8080, itself). `[::]` takes IPv4 connections too (Linux's default,
+/// `bindv6only = 0`); `0.0.0.0` takes no IPv6 ones.
+fn listens_on(listen: SocketAddr, upstream: SocketAddr) -> bool {
+    listen.port() == upstream.port()
+        && (listen.ip() == upstream.ip()
+            || (listen.ip().is_unspecified() && (listen.is_ipv6() || upstream.is_ipv4())))
 }
 
 fn addr(side: &'static str, value: &str, default_ip: IpAddr) -> Result<SocketAddr, SpecError> {
@@ -180,6 +194,22 @@ mod tests {
         );
         assert!(matches!(
             "127.0.0.1:1=1".parse::<ProxySpec>(),
+            Err(SpecError::Loop(_))
+        ));
+        // A wildcard listener takes its own port on loopback too.
+        assert_eq!(
+            "8080=8080".parse::<ProxySpec>(),
+            Err(SpecError::Loop("127.0.0.1:8080".parse().unwrap()))
+        );
+        assert!(matches!(
+            "[::]:80=[::1]:80".parse::<ProxySpec>(),
+            Err(SpecError::Loop(_))
+        ));
+        // Another address of the same port is another socket.
+        assert!("127.0.0.2:8080=127.0.0.1:8080".parse::<ProxySpec>().is_ok());
+        assert!("0.0.0.0:8080=[::1]:8080".parse::<ProxySpec>().is_ok());
+        assert!(matches!(
+            "[::]:8080=127.0.0.1:8080".parse::<ProxySpec>(),
             Err(SpecError::Loop(_))
         ));
         assert!("udp".parse::<Protocol>().is_err());
