@@ -21,7 +21,7 @@ pub use budget::BudgetPlan;
 pub use drain::{DrainEnd, DrainEndReason, wait_for_quiet};
 pub use lameduck_settings::{
     Config, ConfigError, DrainBudget, DurationError, FORCE_GRACE, SETTINGS, SettingSpec, Settings,
-    parse_duration, parse_duration_value, setting_of_flag,
+    parse_duration, parse_duration_value, parse_signal, setting_of_flag,
 };
 pub use lifecycle::{Lifecycle, Phase, Snapshot, Trigger};
 pub use shutdown::{Shutdown, ShutdownReport};

@@ -164,6 +164,11 @@ impl<'a> Context<'a> {
             .map(|&w| (w, &self.workloads[w]))
     }
 
+    /// Services selecting workload `w`.
+    pub fn services_of(&self, w: usize) -> impl Iterator<Item = &'a Object> + '_ {
+        self.services_of[w].iter().map(|&s| self.services[s])
+    }
+
     /// Workloads selected by PDB `p` (index into `pdbs`).
     pub fn workloads_of_pdb(&self, p: usize) -> impl Iterator<Item = (usize, &Workload<'a>)> + '_ {
         self.workloads_of_pdb[p]

@@ -128,3 +128,49 @@ fn malformed_documents_are_input_errors_and_the_rest_is_linted() {
         ["no-shutdown-delay"]
     );
 }
+
+/// A slow readiness probe matters only where readiness still routes traffic once the pod is
+/// deleted (kube-proxy's fallback to serving-terminating endpoints: one replica, or
+/// externalTrafficPolicy Local) or where lameduck drains a pod that is not deleted.
+#[test]
+fn a_slow_readiness_probe_is_reported_only_where_readiness_still_routes() {
+    const SLOW: &str = include_str!("fixtures/checks/readiness-slower-than-prestop/fail.yaml");
+    let reported = |text: &str| {
+        let all = findings(text, &Config::default());
+        all.into_iter()
+            .filter(|f| f.check == "readiness-slower-than-prestop")
+            .map(|f| f.message)
+            .collect::<Vec<_>>()
+    };
+    let local = reported(SLOW);
+    assert_eq!(local.len(), 1, "{local:?}");
+    assert!(
+        local[0].contains("externalTrafficPolicy Local"),
+        "{local:?}"
+    );
+
+    // A ClusterIP Service over 3 replicas: deletion makes the endpoint not ready at once.
+    let cluster = SLOW
+        .replace("  type: LoadBalancer\n", "")
+        .replace("  externalTrafficPolicy: Local\n", "");
+    assert_eq!(reported(&cluster), Vec::<String>::new());
+
+    // One replica: no other ready endpoint, so kube-proxy falls back to the terminating pod.
+    let single = cluster.replace("replicas: 3", "replicas: 1");
+    let single = reported(&single);
+    assert!(
+        single.len() == 1 && single[0].contains("replicas: 1"),
+        "{single:?}"
+    );
+
+    // lameduck run with max-wait 5 s under a 30 s probe: a drain without deletion outlasts it.
+    let lameduck = cluster.replace(
+        "        image: example/web:1.0\n",
+        "        image: example/web:1.0\n        command: [lameduck, run, --max-wait, 5s, --, /web]\n",
+    );
+    let drained = reported(&lameduck);
+    assert!(
+        drained.len() == 1 && drained[0].contains("drained without being deleted"),
+        "{drained:?}"
+    );
+}

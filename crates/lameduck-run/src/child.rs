@@ -61,22 +61,6 @@ impl FromStr for ForwardTo {
     }
 }
 
-/// Parses `SIGTERM`, `TERM`, `term` or `15`.
-pub fn parse_signal(value: &str) -> Result<Signal, String> {
-    let trimmed = value.trim();
-    if let Ok(number) = trimmed.parse::<i32>() {
-        return Signal::try_from(number).map_err(|_| format!("{value:?} is not a signal number"));
-    }
-    let upper = trimmed.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    Signal::from_str(&name)
-        .map_err(|_| format!("{value:?} is not a signal name (e.g. SIGTERM, SIGQUIT, SIGINT)"))
-}
-
 /// Starts `command` as the leader of a new process group, with the wrapper's stdio and
 /// environment. Its exit status is collected by the reaper (`waitpid(-1)`), not by `std`.
 ///
@@ -166,15 +150,6 @@ fn die_with_parent(command: &mut std::process::Command) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn signals_parse_in_every_usual_form() {
-        assert_eq!(parse_signal("SIGTERM"), Ok(Signal::SIGTERM));
-        assert_eq!(parse_signal("quit"), Ok(Signal::SIGQUIT));
-        assert_eq!(parse_signal("2"), Ok(Signal::SIGINT));
-        assert!(parse_signal("SIGNOPE").is_err());
-        assert!(parse_signal("99").is_err());
-    }
 
     #[test]
     fn exit_codes_follow_the_shell() {

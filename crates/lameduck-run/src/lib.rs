@@ -25,11 +25,11 @@ mod reaper;
 mod signals;
 mod supervisor;
 
-pub use child::{ChildExit, ForwardTo, parse_signal};
+pub use child::{ChildExit, ForwardTo};
 pub use error::{NOT_EXECUTABLE, NOT_FOUND, RunError, SETUP_FAILED};
 pub use guard::{GUARD_SUBCOMMAND, guard_main};
 pub use lameduck::Builder;
-pub use lameduck_core::{SETTINGS, Settings, parse_duration, parse_duration_value};
+pub use lameduck_core::{SETTINGS, Settings, parse_duration, parse_duration_value, parse_signal};
 pub use lameduck_proxy::{
     ClientAddress, DEFAULT_DETECT_TIMEOUT, Protocol, ProxySpec, SpecError, UpstreamProtocol,
 };

@@ -10,7 +10,10 @@
 //! Every setting has an environment variable, read in one place ([`Settings::from_lookup`]) so
 //! tests can feed it a map instead of the process environment.
 
+use std::str::FromStr;
 use std::time::Duration;
+
+pub use nix::sys::signal::Signal;
 
 pub mod proxy_spec;
 
@@ -88,6 +91,23 @@ pub fn parse_duration_value(value: &str) -> Result<Duration, DurationError> {
         return Duration::try_from_secs_f64(secs).map_err(|_| unparsable());
     }
     humantime::parse_duration(trimmed).map_err(|_| unparsable())
+}
+
+/// Parses `SIGTERM`, `TERM`, `term` or `15`: the one signal grammar of `lameduck run
+/// --stop-signal` and a verify scenario's `stop_signal`.
+pub fn parse_signal(value: &str) -> Result<Signal, String> {
+    let trimmed = value.trim();
+    if let Ok(number) = trimmed.parse::<i32>() {
+        return Signal::try_from(number).map_err(|_| format!("{value:?} is not a signal number"));
+    }
+    let upper = trimmed.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    Signal::from_str(&name)
+        .map_err(|_| format!("{value:?} is not a signal name (e.g. SIGTERM, SIGQUIT, SIGINT)"))
 }
 
 /// [`parse_duration_value`] for setting `setting`, which the error names.
@@ -402,6 +422,11 @@ mod tests {
             ),
             "{err}"
         );
+        assert_eq!(parse_signal("SIGTERM"), Ok(Signal::SIGTERM));
+        assert_eq!(parse_signal("quit"), Ok(Signal::SIGQUIT));
+        assert_eq!(parse_signal("2"), Ok(Signal::SIGINT));
+        assert!(parse_signal("SIGNOPE").is_err());
+        assert!(parse_signal("99").is_err());
         assert_eq!(
             parse_duration_value("1m 30s"),
             Ok(Duration::from_secs(90)),

@@ -35,18 +35,11 @@ impl Serialize for Dur {
     }
 }
 
-/// Parses `500ms`, `3s`, `1.5s`, `2` (seconds).
+/// Parses a duration with lameduck's one grammar (`500ms`, `3s`, `1m30s`, `2` for seconds),
+/// up to a day.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if let Ok(secs) = text.parse::<f64>() {
-        return secs_to_duration(secs);
-    }
-    if let Some(num) = text.strip_suffix('s').filter(|n| !n.ends_with('m'))
-        && let Ok(secs) = num.trim().parse::<f64>()
-    {
-        return secs_to_duration(secs);
-    }
-    humantime::parse_duration(text).map_err(|e| format!("invalid duration {text:?}: {e}"))
+    let duration = lameduck_settings::parse_duration_value(text).map_err(|e| e.to_string())?;
+    secs_to_duration(duration.as_secs_f64())
 }
 
 fn secs_to_duration(secs: f64) -> Result<Duration, String> {
@@ -145,14 +138,7 @@ impl<'de> Deserialize<'de> for IntOrPercent {
     }
 }
 
-/// Parses `SIGTERM`, `TERM`, `SIGINT`, `SIGQUIT`, `SIGUSR1`, ... into a signal.
+/// A scenario's `stop_signal`, read as `lameduck run --stop-signal` reads it.
 pub fn parse_signal(name: &str) -> Result<nix::sys::signal::Signal, String> {
-    let upper = name.trim().to_ascii_uppercase();
-    let full = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    full.parse::<nix::sys::signal::Signal>()
-        .map_err(|_| format!("unknown stop signal {name:?}"))
+    lameduck_settings::parse_signal(name).map_err(|error| format!("stop_signal: {error}"))
 }
