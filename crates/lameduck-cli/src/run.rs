@@ -380,6 +380,15 @@ fn check(builder: &Builder, proxies: &[ProxyConfig], args: &RunArgs) -> Result<E
             secs(settings.grace.saturating_sub(spent)),
         ));
     }
+    let rules = settings.app_stop();
+    out.push_str(&format!(
+        "\nthe app gets the stop signal once nothing is in flight, counting tunnels only after {} \
+         into Closing, and at the latest {} into Closing (half the close timeout); leftovers of \
+         its process group get {} before SIGKILL\n",
+        secs(rules.settled),
+        secs(rules.signal_by),
+        secs(lameduck_run::LEFTOVER_GRACE),
+    ));
     out.push_str(&format!(
         "\nadmin endpoints: {}\nstop signal: {}\n",
         builder

@@ -448,6 +448,17 @@ fn the_proxys_own_failures_are_counted_on_metrics() {
     let (listen, upstream) = (free_addr(), free_addr());
     let mut wrapper = Wrapper::start_proxy(&dir, listen, upstream, &["--ready-url", &ready_url]);
     assert_eq!(failures(&wrapper, listen), [0, 0], "zero from the start");
+    // Every drain setting and the supervisor's own timing rules are on /metrics too.
+    let metrics = get(wrapper.admin, "/metrics").unwrap().body;
+    for series in [
+        "lameduck_config_seconds{name=\"first_byte_grace\"} 1.0",
+        "lameduck_config_seconds{name=\"idle_grace\"} 0.5",
+        "lameduck_run_rules_seconds{rule=\"tunnels_settled_after_closing\"} 0.55",
+        "lameduck_run_rules_seconds{rule=\"stop_signal_by_after_closing\"} 2.5",
+        "lameduck_run_rules_seconds{rule=\"leftovers_before_sigkill\"} 1.0",
+    ] {
+        assert!(metrics.contains(series), "{series} in:\n{metrics}");
+    }
     for _ in 0..2 {
         let response = get(listen, "/").unwrap();
         assert_eq!(response.status, 502, "{}", response.body);

@@ -20,8 +20,8 @@ pub use activity::{Activity, InFlightGuard};
 pub use budget::BudgetPlan;
 pub use drain::{DrainEnd, DrainEndReason, wait_for_quiet};
 pub use lameduck_settings::{
-    Config, ConfigError, DrainBudget, DurationError, FORCE_GRACE, SETTINGS, SettingSpec, Settings,
-    parse_duration, parse_duration_value, parse_signal, setting_of_flag,
+    AppStop, Config, ConfigError, DrainBudget, DurationError, FORCE_GRACE, SETTINGS, SettingSpec,
+    Settings, TUNNEL_SETTLE, parse_duration, parse_duration_value, parse_signal, setting_of_flag,
 };
 pub use lifecycle::{Lifecycle, Phase, Snapshot, Trigger};
 pub use shutdown::{Shutdown, ShutdownReport};

@@ -35,4 +35,4 @@ pub use lameduck_proxy::{
 };
 pub use nix::sys::signal::Signal;
 pub use probe::{ProbeError, Target, check, request_drain};
-pub use supervisor::{ProxyConfig, RunConfig, run};
+pub use supervisor::{LEFTOVER_GRACE, ProxyConfig, RunConfig, run};

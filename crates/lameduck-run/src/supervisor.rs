@@ -24,7 +24,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(1);
 const POLL: Duration = Duration::from_millis(10);
 /// Leftovers of the app's process group get this long after the stop signal before SIGKILL,
 /// once the app itself has exited.
-const LEFTOVER_GRACE: Duration = Duration::from_secs(1);
+pub const LEFTOVER_GRACE: Duration = Duration::from_secs(1);
 /// After the forced close, how long to wait for the SIGKILLed app to be reaped.
 const REAP_AFTER_KILL: Duration = Duration::from_secs(2);
 
@@ -123,6 +123,7 @@ pub async fn run(builder: Builder, config: RunConfig) -> Result<u8, RunError> {
 
     set_readiness(&lameduck, &config);
     supervise(&lameduck, pid, config.stop_signal, reaped.clone());
+    register_rules(&lameduck);
     // One family of counters for every proxy, on the supervisor's /metrics.
     let metrics = ProxyMetrics::default();
     if !bound.is_empty() {
@@ -229,11 +230,16 @@ fn supervise(lameduck: &Lameduck, pid: Pid, stop_signal: Signal, reaped: Reaped)
         let force_close_at = shutdown
             .plan()
             .map_or(closing_at + settings.close_timeout, |plan| plan.force_close_at);
-        // In-flight work finishes first, but the app keeps at least half the close timeout.
-        let stop_by = (closing_at + settings.close_timeout / 2).min(force_close_at);
-        // Idle proxied connections are closed `idle_grace` into Closing; what is left after that
-        // and has no request in flight is an upgraded tunnel the app itself must close.
-        let settled_at = closing_at + settings.idle_grace + Duration::from_millis(50);
+        // The rules are the settings' (`Settings::app_stop`), so `--check` and /metrics show
+        // them: in-flight work finishes first, but the app keeps half the close timeout.
+        let rules = settings.app_stop();
+        let stop_by = (closing_at + rules.signal_by).min(force_close_at);
+        let settled_at = closing_at + rules.settled;
+        tracing::info!(
+            settled_after = ?rules.settled,
+            signal_by = ?stop_by.saturating_duration_since(closing_at),
+            "closing: the app gets the stop signal once nothing is in flight (tunnels counted after settled_after), at the latest signal_by into Closing"
+        );
         let activity = shutdown.activity();
         let drained = async {
             tokio::select! {
@@ -272,6 +278,36 @@ fn supervise(lameduck: &Lameduck, pid: Pid, stop_signal: Signal, reaped: Reaped)
                 }
             }
         }
+    });
+}
+
+/// The supervisor's own timing rules, beside the drain settings and budget on `/metrics`, as
+/// `lameduck_run_rules_seconds{rule}`: when the app is signalled after Closing
+/// (`Settings::app_stop`), how long leftovers of its group get, how long a SIGKILLed app may
+/// take to be reaped. (`POLL` is how often it looks, not a deadline.)
+fn register_rules(lameduck: &Lameduck) {
+    use lameduck::prometheus_client::metrics::family::Family;
+    use lameduck::prometheus_client::metrics::gauge::Gauge;
+    use std::sync::atomic::AtomicU64;
+
+    let rules = lameduck.shutdown().config().settings().app_stop();
+    let gauges = Family::<[(&'static str, &'static str); 1], Gauge<f64, AtomicU64>>::default();
+    for (rule, value) in [
+        ("tunnels_settled_after_closing", rules.settled),
+        ("stop_signal_by_after_closing", rules.signal_by),
+        ("leftovers_before_sigkill", LEFTOVER_GRACE),
+        ("reap_after_sigkill", REAP_AFTER_KILL),
+    ] {
+        gauges
+            .get_or_create(&[("rule", rule)])
+            .set(value.as_secs_f64());
+    }
+    lameduck.register_metrics(move |registry| {
+        registry.register(
+            "lameduck_run_rules_seconds",
+            "When lameduck run acts on its app, in seconds (after Closing, or after the signal named)",
+            gauges.clone(),
+        );
     });
 }
 

@@ -167,6 +167,8 @@ impl Default for Settings {
 /// One drain setting, as every consumer names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SettingSpec {
+    /// The field of [`Settings`], and its `name` label on `/metrics`.
+    pub name: &'static str,
     /// The environment variable (also the name errors use).
     pub env: &'static str,
     /// `lameduck run`'s flag.
@@ -181,54 +183,63 @@ pub struct SettingSpec {
 /// docs' settings tables follow (tests hold each of them to it).
 pub const SETTINGS: [SettingSpec; 9] = [
     SettingSpec {
+        name: "grace",
         env: "LAMEDUCK_GRACE_SECONDS",
         flag: "--grace",
         default: "30s",
         doc: "the pod's `terminationGracePeriodSeconds`",
     },
     SettingSpec {
+        name: "prestop",
         env: "LAMEDUCK_PRESTOP_SECONDS",
         flag: "--prestop",
         default: "0s",
         doc: "grace used by a preStop hook before SIGTERM (not with `lameduck wait`)",
     },
     SettingSpec {
+        name: "safety_margin",
         env: "LAMEDUCK_SAFETY_MARGIN",
         flag: "--safety-margin",
         default: "2s",
         doc: "kept free before the kubelet's SIGKILL",
     },
     SettingSpec {
+        name: "min_wait",
         env: "LAMEDUCK_MIN_WAIT",
         flag: "--min-wait",
         default: "3s",
         doc: "shortest drain wait",
     },
     SettingSpec {
+        name: "quiet_window",
         env: "LAMEDUCK_QUIET_WINDOW",
         flag: "--quiet-window",
         default: "1s",
         doc: "drain ends after this long without arrivals",
     },
     SettingSpec {
+        name: "max_wait",
         env: "LAMEDUCK_MAX_WAIT",
         flag: "--max-wait",
         default: "20s",
         doc: "longest drain wait",
     },
     SettingSpec {
+        name: "close_timeout",
         env: "LAMEDUCK_CLOSE_TIMEOUT",
         flag: "--close-timeout",
         default: "5s",
         doc: "in-flight work, then the app's own stop",
     },
     SettingSpec {
+        name: "idle_grace",
         env: "LAMEDUCK_IDLE_GRACE",
         flag: "--idle-grace",
         default: "500ms",
         doc: "at Closing, idle connections close after this",
     },
     SettingSpec {
+        name: "first_byte_grace",
         env: "LAMEDUCK_FIRST_BYTE_GRACE",
         flag: "--first-byte-grace",
         default: "1s",
@@ -327,6 +338,32 @@ impl Settings {
             });
         }
         Ok(Config { settings: self })
+    }
+}
+
+/// How long after Closing `lameduck run` waits for its proxies' tunnels to settle: idle
+/// connections close `idle_grace` into Closing, and this much more lets their closes land.
+pub const TUNNEL_SETTLE: Duration = Duration::from_millis(50);
+
+/// When `lameduck run` sends its app the stop signal, as offsets from Closing: once nothing is in
+/// flight, but not before the proxies' idle connections had their `idle_grace` (plus
+/// [`TUNNEL_SETTLE`]) nor later than half the close timeout, so the app keeps the other half
+/// to stop in before the forced close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppStop {
+    /// What is left after this is an upgraded tunnel the app itself must close.
+    pub settled: Duration,
+    /// The stop signal goes out by then whatever is in flight.
+    pub signal_by: Duration,
+}
+
+impl Settings {
+    /// The app-stop rules of `lameduck run` for these settings.
+    pub fn app_stop(&self) -> AppStop {
+        AppStop {
+            settled: self.idle_grace + TUNNEL_SETTLE,
+            signal_by: self.close_timeout / 2,
+        }
     }
 }
 

@@ -103,20 +103,14 @@ pub(crate) fn render(lameduck: &Lameduck) -> String {
 
     let settings = shutdown.config().settings();
     let config = Family::<NameLabel, FloatGauge>::default();
-    for (name, value) in [
-        ("grace", settings.grace),
-        ("prestop", settings.prestop),
-        ("safety_margin", settings.safety_margin),
-        ("min_wait", settings.min_wait),
-        ("quiet_window", settings.quiet_window),
-        ("max_wait", settings.max_wait),
-        ("close_timeout", settings.close_timeout),
-    ] {
-        config
-            .get_or_create(&NameLabel {
-                name: name.to_owned(),
-            })
-            .set(value.as_secs_f64());
+    for spec in &lameduck_core::SETTINGS {
+        if let Some(value) = settings.get(spec.env) {
+            config
+                .get_or_create(&NameLabel {
+                    name: spec.name.to_owned(),
+                })
+                .set(value.as_secs_f64());
+        }
     }
     registry.register("config_seconds", "Drain settings in effect", config);
 
