@@ -28,9 +28,13 @@ targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   mapfile -t targets < <(cd fuzz && cargo +nightly fuzz list)
 fi
+
+# The code measured: the commit the targets are built from, and whether the crates they build
+# had uncommitted changes.
+built_at="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates/lameduck crates/lameduck-core \
+  crates/lameduck-proxy crates/lameduck-lint fuzz Cargo.toml || echo ' (with uncommitted changes)')"
 # Release code with debug assertions (`-a`): arithmetic overflow is a finding too.
 (cd fuzz && cargo +nightly fuzz build -a) >&2
-
 out=bench/out/fuzz
 mkdir -p "$out"
 failed=0
@@ -64,7 +68,7 @@ for target in "${targets[@]}"; do
   echo "$line" >&2
 done
 
-echo "fuzzing for $seconds s per target at $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates fuzz || echo ' (with uncommitted changes)')"
+echo "fuzzing for $seconds s per target, built at $built_at"
 echo
 echo "| target | execs | execs/s | cov | ft | corpus (inputs/bytes) | finding |"
 echo "|---|---:|---:|---:|---:|---|---|"
