@@ -22,8 +22,8 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use lameduck::{Listener, is_per_connection, proxy_protocol};
-use lameduck_core::{Phase, Shutdown};
+use lameduck::{Listener, proxy_protocol};
+use lameduck_core::Shutdown;
 use nix::sys::socket::{MsgFlags, recv};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -250,112 +250,147 @@ pub struct Detection {
     pub counters: DetectedCounters,
 }
 
-/// The connections one path of a split listener gets.
+/// The TCP splice's side of a split listener: the connections detection found not to be HTTP.
 #[derive(Debug)]
-pub struct DetectedListener<G> {
+pub struct SplicedListener<G> {
     connections: mpsc::UnboundedReceiver<(TcpStream, G)>,
 }
 
-impl<G: Send + Sync + 'static> Listener for DetectedListener<G> {
+impl<G: Send + Sync + 'static> Listener for SplicedListener<G> {
     type Guard = G;
 
     async fn accept(&mut self) -> io::Result<(TcpStream, G)> {
         match self.connections.recv().await {
             Some(connection) => Ok(connection),
-            // The accept loop ended at Closing, when the server stops accepting too.
+            // The HTTP side is gone: it stopped accepting at Closing, as this server does.
             None => std::future::pending().await,
         }
     }
 }
 
-/// Splits `listener` into the connections for the HTTP server and those for the TCP splice,
-/// and returns the accept loop that feeds them, to be run beside both servers.
+/// The HTTP server's side of a split listener. It accepts from the socket itself, so an HTTP
+/// connection whose first bytes are there at once (most) reaches the server with no hop
+/// through another task; others go to the splice, or to a detection task that waits for
+/// their first bytes and sends them back here or to the splice.
+#[derive(Debug)]
+pub struct HttpListener<L: Listener> {
+    listener: L,
+    shutdown: Shutdown,
+    detection: Detection,
+    /// HTTP connections found by detection tasks.
+    detected: mpsc::UnboundedReceiver<(TcpStream, L::Guard)>,
+    to_http: mpsc::UnboundedSender<(TcpStream, L::Guard)>,
+    to_tcp: mpsc::UnboundedSender<(TcpStream, L::Guard)>,
+}
+
+impl<L: Listener> Listener for HttpListener<L> {
+    type Guard = L::Guard;
+
+    /// Cancel-safe: between its awaits (the socket's accept, the channel's receive, both
+    /// cancel-safe) nothing else is awaited, so a connection is never held and dropped.
+    async fn accept(&mut self) -> io::Result<(TcpStream, L::Guard)> {
+        // Ends by a connection for HTTP or an error; every round takes one connection.
+        loop {
+            let (stream, guard) = tokio::select! {
+                biased;
+                Some(connection) = self.detected.recv() => return Ok(connection),
+                accepted = self.listener.accept() => accepted?,
+            };
+            match decide_now(&stream, self.detection.accept_proxy_protocol) {
+                Some(detected) if detected.is_http() => {
+                    note(detected, &stream, &self.detection);
+                    return Ok((stream, guard));
+                }
+                Some(detected) => route(detected, stream, guard, &self.detection, &self.to_tcp),
+                None => self.detect_later(stream, guard),
+            }
+        }
+    }
+}
+
+impl<L: Listener> HttpListener<L> {
+    /// Waits for a connection's first bytes in a task of its own, bounded by the timeout.
+    fn detect_later(&self, stream: TcpStream, guard: L::Guard) {
+        let pending = self.shutdown.activity().start_pending();
+        let forced = self.shutdown.force_close().clone();
+        let (to_http, to_tcp) = (self.to_http.clone(), self.to_tcp.clone());
+        let detection = self.detection.clone();
+        self.shutdown.connections().spawn(async move {
+            let detect = tokio::time::timeout(
+                detection.timeout,
+                peek_until_decided(&stream, detection.accept_proxy_protocol),
+            );
+            let detected = tokio::select! {
+                detected = detect => detected.unwrap_or(Detected::Silent),
+                () = forced.cancelled() => return,
+            };
+            if detected.is_http() {
+                note(detected, &stream, &detection);
+                // Fails only once the server stopped accepting: the connection closes.
+                let _ = to_http.send((stream, guard));
+            } else {
+                route(detected, stream, guard, &detection, &to_tcp);
+            }
+            drop(pending);
+        });
+    }
+}
+
+/// Splits `listener` into the side the HTTP server accepts from and the side the TCP splice
+/// accepts from; run both servers.
 ///
 /// # Guarantees
-/// - The accept loop stops at Closing, as the servers do; a connection still being detected
-///   then is closed if its server no longer accepts (as one in a closed listener's backlog).
+/// - Both sides stop accepting when their servers do, at Closing; a connection still being
+///   detected then is closed if its server no longer accepts (as one in a closed listener's
+///   backlog).
 /// - A connection being detected counts as in flight, so the drain wait does not end under it.
 /// - At the forced close, detection stops and the connection is dropped.
 pub fn split<L: Listener>(
     shutdown: Shutdown,
-    mut listener: L,
+    listener: L,
     detection: Detection,
-) -> (
-    DetectedListener<L::Guard>,
-    DetectedListener<L::Guard>,
-    impl Future<Output = ()> + Send,
-) {
-    let (to_http, http) = mpsc::unbounded_channel();
-    let (to_tcp, tcp) = mpsc::unbounded_channel();
-    let accept_loop = async move {
-        let closing = shutdown.lifecycle().clone();
-        let closing = closing.reached(Phase::Closing);
-        tokio::pin!(closing);
-        loop {
-            let accepted = tokio::select! {
-                biased;
-                () = &mut closing => break,
-                accepted = listener.accept() => accepted,
-            };
-            let (stream, guard) = match accepted {
-                Ok(accepted) => accepted,
-                Err(error) if is_per_connection(&error) => continue,
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed; retrying in 50ms");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            if let Some(detected) = decide_now(&stream, detection.accept_proxy_protocol) {
-                route(detected, stream, guard, &detection, &to_http, &to_tcp);
-                continue;
-            }
-            let pending = shutdown.activity().start_pending();
-            let forced = shutdown.force_close().clone();
-            let (to_http, to_tcp, detection) = (to_http.clone(), to_tcp.clone(), detection.clone());
-            shutdown.connections().spawn(async move {
-                let detect = tokio::time::timeout(
-                    detection.timeout,
-                    peek_until_decided(&stream, detection.accept_proxy_protocol),
-                );
-                let detected = tokio::select! {
-                    detected = detect => detected.unwrap_or(Detected::Silent),
-                    () = forced.cancelled() => return,
-                };
-                route(detected, stream, guard, &detection, &to_http, &to_tcp);
-                drop(pending);
-            });
-        }
-    };
+) -> (HttpListener<L>, SplicedListener<L::Guard>) {
+    let (to_http, detected) = mpsc::unbounded_channel();
+    let (to_tcp, spliced) = mpsc::unbounded_channel();
     (
-        DetectedListener { connections: http },
-        DetectedListener { connections: tcp },
-        accept_loop,
+        HttpListener {
+            listener,
+            shutdown,
+            detection,
+            detected,
+            to_http,
+            to_tcp,
+        },
+        SplicedListener {
+            connections: spliced,
+        },
     )
 }
 
-/// Counts and logs what a connection showed and passes it to its path.
-fn route<G>(
-    detected: Detected,
-    stream: TcpStream,
-    guard: G,
-    detection: &Detection,
-    to_http: &mpsc::UnboundedSender<(TcpStream, G)>,
-    to_tcp: &mpsc::UnboundedSender<(TcpStream, G)>,
-) {
+/// Counts and debug-logs what a connection showed.
+fn note(detected: Detected, stream: &TcpStream, detection: &Detection) {
     detection.counters.count(detected);
     tracing::debug!(
         peer = ?stream.peer_addr().ok(),
         protocol = detected.as_str(),
         "detected a connection's protocol"
     );
-    let to = match detected {
-        Detected::Closed => return,
-        detected if detected.is_http() => to_http,
-        _ => to_tcp,
-    };
-    // Fails only once the server stopped accepting: the connection closes.
-    let _ = to.send((stream, guard));
+}
+
+/// Counts and logs a connection that is not HTTP and passes it to the splice (or drops it, if
+/// it closed before sending anything).
+fn route<G>(
+    detected: Detected,
+    stream: TcpStream,
+    guard: G,
+    detection: &Detection,
+    to_tcp: &mpsc::UnboundedSender<(TcpStream, G)>,
+) {
+    note(detected, &stream, detection);
+    if detected != Detected::Closed {
+        // Fails only once the splice stopped accepting: the connection closes.
+        let _ = to_tcp.send((stream, guard));
+    }
 }
 
 #[cfg(test)]

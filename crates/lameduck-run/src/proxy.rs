@@ -109,9 +109,8 @@ async fn serve(
                 accept_proxy_protocol: proxy.accept_proxy_protocol,
                 counters: metrics.detects(),
             };
-            let (http, tcp, accept) = split(lameduck.shutdown().clone(), listener, detection);
+            let (http, tcp) = split(lameduck.shutdown().clone(), listener, detection);
             tokio::join!(
-                accept,
                 serve_http(&lameduck, http, proxy, metrics.clone()),
                 serve_tcp(&lameduck, tcp, proxy, metrics, true),
             );
