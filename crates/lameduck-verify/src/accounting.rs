@@ -382,3 +382,6 @@ pub(crate) fn account(inp: Inputs) -> Report {
         testbed: TestbedCost::default(),
     }
 }
+
+#[cfg(test)]
+mod tests;
