@@ -9,13 +9,13 @@ mod run_support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use run_support::{Conn, TempDir, Wrapper, free_addr, serve_forwarded_for_echo, wait_for};
+use run_support::{Conn, Killed, TempDir, Wrapper, free_addr, serve_forwarded_for_echo, wait_for};
 
 /// The v2 (binary) PROXY protocol header of a TCP-over-IPv4 connection from `client` to
 /// `destination`, as an AWS NLB sends it (without its optional fields).
@@ -309,14 +309,4 @@ fn a_real_haproxy_sending_the_proxy_protocol_is_understood() {
     );
     drop(haproxy);
     wrapper.stop_at_once();
-}
-
-/// A child process of this test, killed (by its PID) and reaped when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

@@ -7,14 +7,14 @@ mod run_support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use run_support::{Conn, LAMEDUCK, TempDir, Wrapper, free_addr, get, proxy_arg, wait_for};
+use run_support::{Conn, Killed, LAMEDUCK, TempDir, Wrapper, free_addr, get, proxy_arg, wait_for};
 
 /// Busy keep-alive clients, as wrk runs them: each sends its next request as soon as the
 /// previous answer arrived.
@@ -27,16 +27,6 @@ struct Outcome {
     failed: usize,
     /// The wrapper's log, for the assertion messages.
     log: String,
-}
-
-/// A child process of this test, killed (by its PID) and reaped when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn spawn_quiet(command: &mut Command) -> Killed {

@@ -167,6 +167,16 @@ impl Drop for Wrapper {
     }
 }
 
+/// A child process of a test, killed (by its PID) and reaped when dropped.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs `lameduck ARGS` to completion (bounded) and returns status, stdout, stderr.
 pub fn lameduck(args: &[&str], limit: Duration) -> (ExitStatus, String, String) {
     let mut child = Command::new(LAMEDUCK)
