@@ -25,6 +25,9 @@ const POLL: Duration = Duration::from_millis(10);
 /// Leftovers of the app's process group get this long after the stop signal before SIGKILL,
 /// once the app itself has exited.
 pub const LEFTOVER_GRACE: Duration = Duration::from_secs(1);
+/// Once the app has exited during the drain, how long the proxy's connections get to finish
+/// what the app's exit left them to say (close frames) before the process exits.
+pub const CONNECTIONS_AFTER_EXIT: Duration = Duration::from_secs(1);
 /// After the forced close, how long to wait for the SIGKILLed app to be reaped.
 const REAP_AFTER_KILL: Duration = Duration::from_secs(2);
 
@@ -132,7 +135,12 @@ pub async fn run(builder: Builder, config: RunConfig) -> Result<u8, RunError> {
     let mut serves_http = false;
     for (listeners, proxy) in bound {
         let threads = listeners.len();
-        tracing::info!(listen = %proxy.spec.listen, upstream = %proxy.spec.upstream, protocol = %proxy.protocol, accept_proxy_protocol = proxy.accept_proxy_protocol, threads, "drain proxy");
+        // The address bound, which names the port the kernel chose for `--proxy 127.0.0.1:0=…`.
+        let listen = listeners
+            .first()
+            .and_then(|l| l.local_addr().ok())
+            .unwrap_or(proxy.spec.listen);
+        tracing::info!(%listen, upstream = %proxy.spec.upstream, protocol = %proxy.protocol, accept_proxy_protocol = proxy.accept_proxy_protocol, threads, "drain proxy");
         let metrics = metrics.for_listener(proxy.spec.listen);
         proxy::start(&lameduck, listeners, proxy, metrics)?;
         serves_http |= proxy.protocol.serves_http();
@@ -156,6 +164,19 @@ pub async fn run(builder: Builder, config: RunConfig) -> Result<u8, RunError> {
         tracing::info!(%exit, "the app exited");
     }
     end_leftovers(pid, config.stop_signal).await;
+    if phase >= Phase::Closing {
+        // The app's exit ended its side of every tunnel; the proxy answers each client (a
+        // WebSocket's `1001 Going Away`) before the process may exit and cut those writes.
+        if timeout(
+            CONNECTIONS_AFTER_EXIT,
+            lameduck.shutdown().connections().wait(),
+        )
+        .await
+        .is_err()
+        {
+            tracing::debug!("connections still open after the app exited; exiting anyway");
+        }
+    }
     if let Some(guard) = guard {
         guard.release();
     }
@@ -296,6 +317,7 @@ fn register_rules(lameduck: &Lameduck) {
         ("tunnels_settled_after_closing", rules.settled),
         ("stop_signal_by_after_closing", rules.signal_by),
         ("leftovers_before_sigkill", LEFTOVER_GRACE),
+        ("connections_after_app_exit", CONNECTIONS_AFTER_EXIT),
         ("reap_after_sigkill", REAP_AFTER_KILL),
     ] {
         gauges

@@ -44,10 +44,23 @@ impl Drop for TempDir {
     }
 }
 
-/// A loopback address with a port that was free a moment ago.
+/// A loopback address with a port that was free a moment ago, and that this test process has
+/// not handed out before: the kernel often gives a just-released port to the next bind, so two
+/// calls in a row would otherwise return the same port (a proxy told to forward to itself).
 pub fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    for _ in 0..1000 {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut given = GIVEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if given.insert(addr.port()) {
+            return addr;
+        }
+    }
+    panic!("no port this process has not handed out in 1000 binds")
 }
 
 /// Polls `f` every 20 ms until it returns `Some`, for at most `limit`.
@@ -78,21 +91,41 @@ impl Wrapper {
     }
 
     /// [`Wrapper::start`] with `LAMEDUCK_*` settings in the environment as well.
+    ///
+    /// The admin endpoints listen on a port the kernel picks (`127.0.0.1:0`), read back from
+    /// the wrapper's log, so no other process can take it between a test's choice and the bind.
     pub fn start_with_env(dir: &TempDir, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let admin = free_addr();
         let log = dir.path("wrapper.log");
-        let child = Command::new(LAMEDUCK)
-            .arg("run")
-            .arg("--admin")
-            .arg(admin.to_string())
+        let mut child = Command::new(LAMEDUCK)
+            .args(["run", "--admin", "127.0.0.1:0"])
             .args(args)
             .env("LAMEDUCK_LOG", "debug")
+            .env("NO_COLOR", "1")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("start lameduck run");
+        // Until the wrapper names its admin address, or ends without one (then nothing
+        // listens on the placeholder, and the test's own assertions say why).
+        let admin = wait_for(Duration::from_secs(10), || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(addr) = logged_addr(&text, "admin endpoints", "addr=") {
+                return Some(addr);
+            }
+            child
+                .try_wait()
+                .ok()
+                .flatten()
+                .map(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "lameduck run named no admin address within 10 s; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
         Self { child, log, admin }
     }
 
@@ -175,6 +208,15 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The address in the `field` (e.g. `addr=`) of the first log line that contains `message`.
+pub fn logged_addr(log: &str, message: &str, field: &str) -> Option<SocketAddr> {
+    log.lines()
+        .find(|line| line.contains(message))?
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix(field))
+        .and_then(|addr| addr.parse().ok())
 }
 
 /// Runs `lameduck ARGS` to completion (bounded) and returns status, stdout, stderr.
