@@ -345,8 +345,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
 
 /// `lameduck run --check`: the settings' validation and the budget they give, on stdout.
 fn check(builder: &Builder, proxies: &[ProxyConfig], args: &RunArgs) -> Result<ExitCode, Failure> {
-    let settings = builder.settings().clone();
-    let config = settings
+    let config = builder
+        .settings()
         .clone()
         .validate()
         .map_err(|error| Failure::usage(anyhow!(error)))?;

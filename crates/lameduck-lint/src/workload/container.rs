@@ -253,68 +253,47 @@ fn lameduck_run(node: &Node) -> Option<LameduckRun> {
         "args"
     };
     let pos = node.entry(pos_key).map(|e| e.key.pos).unwrap_or(node.pos);
-    let defaults = Settings::default();
-    let setting = |value: std::time::Duration| Setting {
-        seconds: value.as_secs_f64(),
-        source: "default".to_owned(),
-    };
-    let mut run = LameduckRun {
-        pos,
-        grace: setting(defaults.grace),
-        prestop: setting(defaults.prestop),
-        min_wait: setting(defaults.min_wait),
-        max_wait: setting(defaults.max_wait),
-        quiet_window: setting(defaults.quiet_window),
-        close_timeout: setting(defaults.close_timeout),
-        invalid: Vec::new(),
-        refused: None,
-        proxies: Vec::new(),
-        flags: all[start + 2..]
-            .iter()
-            .take_while(|arg| **arg != "--")
-            .map(|arg| (*arg).to_owned())
-            .collect(),
-        env: Vec::new(),
-    };
+    let flags: Vec<String> = all[start + 2..]
+        .iter()
+        .take_while(|arg| **arg != "--")
+        .map(|arg| (*arg).to_owned())
+        .collect();
     // Built as `lameduck run` builds it: the environment first, then flags over it.
-    let mut settings = defaults;
-    let mut proxy_flags = Vec::new();
-    let mut proxy_flag_given = false;
+    let mut reading = Reading::default();
+    let mut env = Vec::new();
+    let mut env_proxies = Vec::new();
     // `lameduck run` reads LAMEDUCK_PROXY only when no --proxy flag is given.
     let mut env_proxy_errors = Vec::new();
-    for env in node.get("env").map(Node::items).unwrap_or_default() {
+    for item in node.get("env").map(Node::items).unwrap_or_default() {
         let (Some(name), Some(value)) = (
-            env.get("name").and_then(Node::as_str),
-            env.get("value").and_then(Node::as_str),
+            item.get("name").and_then(Node::as_str),
+            item.get("value").and_then(Node::as_str),
         ) else {
             continue;
         };
         if name.starts_with("LAMEDUCK_") {
-            run.env.push((name.to_owned(), value.to_owned()));
+            env.push((name.to_owned(), value.to_owned()));
         }
         if name == "LAMEDUCK_PROXY" {
             for parsed in ProxyPorts::parse_list(value) {
                 match parsed {
-                    Ok(ports) => run.proxies.push(ports),
+                    Ok(ports) => env_proxies.push(ports),
                     Err(error) => env_proxy_errors.push(format!("{name} {value:?}: {error}")),
                 }
             }
         }
         // `lameduck run` takes an empty variable for unset.
         if !value.trim().is_empty() {
-            run.set(&mut settings, name, name, value);
+            reading.set(name, name, value);
         }
     }
-    let mut i = start + 2;
+    let mut flag_proxies = None;
+    let mut i = 0;
     // Bounded by the argument count: every round advances `i`.
-    while i < all.len() {
-        let arg = all[i];
-        if arg == "--" {
-            break;
-        }
-        let (flag, inline) = match arg.split_once('=') {
+    while i < flags.len() {
+        let (flag, inline) = match flags[i].split_once('=') {
             Some((f, v)) => (f, Some(v.to_owned())),
-            None => (arg, None),
+            None => (flags[i].as_str(), None),
         };
         let var = match flag {
             "--proxy" => "LAMEDUCK_PROXY",
@@ -330,65 +309,85 @@ fn lameduck_run(node: &Node) -> Option<LameduckRun> {
             Some(v) => v,
             None => {
                 i += 1;
-                all.get(i).map(|v| (*v).to_owned()).unwrap_or_default()
+                flags.get(i).cloned().unwrap_or_default()
             }
         };
         if var == "LAMEDUCK_PROXY" {
-            proxy_flag_given = true;
+            let proxies = flag_proxies.get_or_insert_with(Vec::new);
             for parsed in ProxyPorts::parse_list(&value) {
                 match parsed {
-                    Ok(ports) => proxy_flags.push(ports),
-                    Err(error) => run.invalid.push(format!("{flag} {value:?}: {error}")),
+                    Ok(ports) => proxies.push(ports),
+                    Err(error) => reading.invalid.push(format!("{flag} {value:?}: {error}")),
                 }
             }
         } else {
-            run.set(&mut settings, var, flag, &value);
+            reading.set(var, flag, &value);
         }
         i += 1;
     }
-    if proxy_flag_given {
-        // Flags win over the environment variable, as in `lameduck run`.
-        run.proxies = proxy_flags;
+    // Flags win over the environment variable, as in `lameduck run`.
+    let proxies = flag_proxies.unwrap_or_else(|| {
+        reading.invalid.extend(env_proxy_errors);
+        env_proxies
+    });
+    let refused = if reading.invalid.is_empty() {
+        reading
+            .settings
+            .clone()
+            .validate()
+            .err()
+            .map(|e| e.to_string())
     } else {
-        run.invalid.extend(env_proxy_errors);
-    }
-    if run.invalid.is_empty() {
-        run.refused = settings.validate().err().map(|error| error.to_string());
-    }
-    Some(run)
+        None
+    };
+    Some(LameduckRun {
+        pos,
+        grace: reading.setting("LAMEDUCK_GRACE_SECONDS"),
+        prestop: reading.setting("LAMEDUCK_PRESTOP_SECONDS"),
+        min_wait: reading.setting("LAMEDUCK_MIN_WAIT"),
+        max_wait: reading.setting("LAMEDUCK_MAX_WAIT"),
+        quiet_window: reading.setting("LAMEDUCK_QUIET_WINDOW"),
+        close_timeout: reading.setting("LAMEDUCK_CLOSE_TIMEOUT"),
+        invalid: reading.invalid,
+        refused,
+        proxies,
+        flags,
+        env,
+    })
 }
 
-impl LameduckRun {
-    /// Sets the setting of environment variable `var` from `value`, given by `source`, as
-    /// `lameduck run` would, and notes where it came from.
-    fn set(&mut self, settings: &mut Settings, var: &str, source: &str, value: &str) {
-        if let Err(error) = settings.set(var, value) {
+/// The settings of a `lameduck run` container as it reads them, and where each came from.
+#[derive(Debug, Default)]
+struct Reading {
+    settings: Settings,
+    /// (variable, the flag or variable that set it last).
+    sources: Vec<(String, String)>,
+    invalid: Vec<String>,
+}
+
+impl Reading {
+    /// Sets variable `var` from `value`, given by `source`, as `lameduck run` would.
+    fn set(&mut self, var: &str, source: &str, value: &str) {
+        match self.settings.set(var, value) {
+            Ok(()) => self.sources.push((var.to_owned(), source.to_owned())),
             // The variable's name in the error, as `lameduck run` reports it; the flag too.
-            let error = error.to_string();
-            self.invalid.push(if source == var {
-                error
-            } else {
-                format!("{source}: {error}")
-            });
-            return;
+            Err(error) if source == var => self.invalid.push(error.to_string()),
+            Err(error) => self.invalid.push(format!("{source}: {error}")),
         }
-        let Some(seconds) = settings.get(var).map(|value| value.as_secs_f64()) else {
-            return;
-        };
-        let slot = match var {
-            "LAMEDUCK_GRACE_SECONDS" => &mut self.grace,
-            "LAMEDUCK_PRESTOP_SECONDS" => &mut self.prestop,
-            "LAMEDUCK_MIN_WAIT" => &mut self.min_wait,
-            "LAMEDUCK_MAX_WAIT" => &mut self.max_wait,
-            "LAMEDUCK_QUIET_WINDOW" => &mut self.quiet_window,
-            "LAMEDUCK_CLOSE_TIMEOUT" => &mut self.close_timeout,
-            // Read by no check of its own (validation covers it).
-            _ => return,
-        };
-        *slot = Setting {
-            seconds,
-            source: source.to_owned(),
-        };
+    }
+
+    /// One setting in seconds, with the flag or variable that set it (or `default`).
+    fn setting(&self, var: &str) -> Setting {
+        Setting {
+            seconds: self.settings.get(var).unwrap_or_default().as_secs_f64(),
+            source: self
+                .sources
+                .iter()
+                .rev()
+                .find(|(set, _)| set == var)
+                .map_or("default", |(_, source)| source)
+                .to_owned(),
+        }
     }
 }
 
