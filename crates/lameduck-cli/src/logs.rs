@@ -2,14 +2,7 @@
 
 use std::io::IsTerminal;
 
-/// How log lines are written (to stderr, beside the app's).
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum LogFormat {
-    /// `2026-11-29T13:31:39.068748Z  INFO started the app ... pid=1999`.
-    Text,
-    /// `{"timestamp":"...","level":"INFO","message":"started the app ...","pid":"1999"}`.
-    Json,
-}
+pub use lameduck_settings::cli::LogFormat;
 
 /// Installs the global subscriber.
 pub fn init(level: tracing_subscriber::filter::LevelFilter, format: LogFormat) {

@@ -21,7 +21,8 @@ pub use budget::BudgetPlan;
 pub use drain::{DrainEnd, DrainEndReason, wait_for_quiet};
 pub use lameduck_settings::{
     AppStop, Config, ConfigError, DrainBudget, DurationError, FORCE_GRACE, SETTINGS, SettingSpec,
-    Settings, TUNNEL_SETTLE, parse_duration, parse_duration_value, parse_signal, setting_of_flag,
+    Settings, TUNNEL_SETTLE, drain_settings, parse_duration, parse_duration_value, parse_signal,
+    setting_of_flag,
 };
 pub use lifecycle::{Lifecycle, Phase, Snapshot, Trigger};
 pub use shutdown::{Shutdown, ShutdownReport};

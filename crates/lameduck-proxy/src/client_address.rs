@@ -1,68 +1,32 @@
-//! How the app learns the client's address: behind the proxy its peer is always 127.0.0.1.
+//! The PROXY protocol header a TCP proxy sends the app (behind the proxy its peer is always
+//! 127.0.0.1), for [`ClientAddress::ProxyV1`] and [`ClientAddress::ProxyV2`].
 
 use std::net::{IpAddr, SocketAddr};
-use std::str::FromStr;
 
-/// How the proxy tells the app who the client is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientAddress {
-    /// HTTP mode (and the HTTP connections of `auto`): append the client's IP to
-    /// `X-Forwarded-For`.
-    XForwardedFor,
-    /// TCP mode: start each app connection with a PROXY protocol v1 (text) header.
-    ProxyV1,
-    /// TCP mode: start each app connection with a PROXY protocol v2 (binary) header.
-    ProxyV2,
-    /// Tell it nothing; an `X-Forwarded-For` from the client passes unchanged.
-    None,
-}
+pub use lameduck_settings::proxy_config::ClientAddress;
 
-impl ClientAddress {
-    /// What a proxy speaking `protocol` does unless told otherwise: HTTP adds
-    /// `X-Forwarded-For`; TCP sends nothing, as an app must be configured to expect a PROXY
-    /// header (one it does not expect would be read as the start of its protocol).
-    pub fn default_for(protocol: crate::Protocol) -> Self {
-        match protocol {
-            crate::Protocol::Http | crate::Protocol::Auto => Self::XForwardedFor,
-            crate::Protocol::Tcp => Self::None,
-        }
-    }
-
-    /// Why this way cannot work with `protocol`, if it cannot.
-    pub fn conflict(self, protocol: crate::Protocol) -> Option<&'static str> {
-        match (self, protocol) {
-            (Self::XForwardedFor, crate::Protocol::Tcp) => Some(
-                "x-forwarded-for needs --protocol http: a TCP proxy does not read the bytes it \
-                 passes (use proxy-v1 or proxy-v2 if the app accepts the PROXY protocol)",
-            ),
-            (Self::ProxyV1 | Self::ProxyV2, crate::Protocol::Http | crate::Protocol::Auto) => Some(
-                "the PROXY protocol needs --protocol tcp: HTTP mode reuses app connections for \
-                 many clients, so a header per connection would name the wrong one (use \
-                 x-forwarded-for)",
-            ),
-            _ => None,
-        }
-    }
-
-    /// The PROXY protocol header for a client connection from `client` to `local` (the
-    /// proxy's own end), or `None` if this way sends none.
-    pub(crate) fn proxy_header(self, client: SocketAddr, local: SocketAddr) -> Option<Vec<u8>> {
-        let (client, local) = same_family(client, local);
-        match self {
-            Self::ProxyV1 => Some(
-                ppp::v1::Addresses::from((client, local))
-                    .to_string()
-                    .into_bytes(),
-            ),
-            Self::ProxyV2 => ppp::v2::Builder::with_addresses(
-                ppp::v2::Version::Two | ppp::v2::Command::Proxy,
-                ppp::v2::Protocol::Stream,
-                (client, local),
-            )
-            .build()
-            .ok(),
-            Self::XForwardedFor | Self::None => None,
-        }
+/// The PROXY protocol header for a client connection from `client` to `local` (the proxy's own
+/// end), or `None` if `way` sends none.
+pub(crate) fn proxy_header(
+    way: ClientAddress,
+    client: SocketAddr,
+    local: SocketAddr,
+) -> Option<Vec<u8>> {
+    let (client, local) = same_family(client, local);
+    match way {
+        ClientAddress::ProxyV1 => Some(
+            ppp::v1::Addresses::from((client, local))
+                .to_string()
+                .into_bytes(),
+        ),
+        ClientAddress::ProxyV2 => ppp::v2::Builder::with_addresses(
+            ppp::v2::Version::Two | ppp::v2::Command::Proxy,
+            ppp::v2::Protocol::Stream,
+            (client, local),
+        )
+        .build()
+        .ok(),
+        ClientAddress::XForwardedFor | ClientAddress::None => None,
     }
 }
 
@@ -83,23 +47,6 @@ fn same_family(a: SocketAddr, b: SocketAddr) -> (SocketAddr, SocketAddr) {
     }
 }
 
-impl FromStr for ClientAddress {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "x-forwarded-for" | "xff" => Ok(Self::XForwardedFor),
-            "proxy-v1" => Ok(Self::ProxyV1),
-            "proxy-v2" => Ok(Self::ProxyV2),
-            "none" | "off" => Ok(Self::None),
-            _ => Err(format!(
-                "{s:?} is not a way to pass the client address (use x-forwarded-for, proxy-v1, \
-                 proxy-v2 or none)"
-            )),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,18 +57,27 @@ mod tests {
 
     #[test]
     fn v1_headers_are_the_text_lines_of_the_spec() {
-        let header = ClientAddress::ProxyV1
-            .proxy_header(addr("10.1.2.3:40000"), addr("127.0.0.1:8080"))
-            .unwrap();
+        let header = proxy_header(
+            ClientAddress::ProxyV1,
+            addr("10.1.2.3:40000"),
+            addr("127.0.0.1:8080"),
+        )
+        .unwrap();
         assert_eq!(header, b"PROXY TCP4 10.1.2.3 127.0.0.1 40000 8080\r\n");
-        let header = ClientAddress::ProxyV1
-            .proxy_header(addr("[2001:db8::1]:5"), addr("[::1]:80"))
-            .unwrap();
+        let header = proxy_header(
+            ClientAddress::ProxyV1,
+            addr("[2001:db8::1]:5"),
+            addr("[::1]:80"),
+        )
+        .unwrap();
         assert_eq!(header, b"PROXY TCP6 2001:db8::1 ::1 5 80\r\n");
         // A dual-stack listener's IPv4 client.
-        let header = ClientAddress::ProxyV1
-            .proxy_header(addr("[::ffff:10.0.0.9]:1234"), addr("[::ffff:10.0.0.1]:80"))
-            .unwrap();
+        let header = proxy_header(
+            ClientAddress::ProxyV1,
+            addr("[::ffff:10.0.0.9]:1234"),
+            addr("[::ffff:10.0.0.1]:80"),
+        )
+        .unwrap();
         assert_eq!(header, b"PROXY TCP4 10.0.0.9 10.0.0.1 1234 80\r\n");
     }
 
@@ -133,7 +89,7 @@ mod tests {
             ("10.1.2.3:7", "[::1]:80"),
         ] {
             let (client, local) = (addr(client), addr(local));
-            let bytes = ClientAddress::ProxyV2.proxy_header(client, local).unwrap();
+            let bytes = proxy_header(ClientAddress::ProxyV2, client, local).unwrap();
             let header = ppp::v2::Header::try_from(&bytes[..]).unwrap();
             assert_eq!(header.command, ppp::v2::Command::Proxy);
             assert_eq!(header.len(), bytes.len());
@@ -143,38 +99,12 @@ mod tests {
     }
 
     #[test]
-    fn only_the_proxy_protocol_sends_a_header_and_conflicts_are_named() {
+    fn only_the_proxy_protocol_sends_a_header() {
         let (client, local) = (addr("10.0.0.1:1"), addr("127.0.0.1:2"));
         assert_eq!(
-            ClientAddress::XForwardedFor.proxy_header(client, local),
+            proxy_header(ClientAddress::XForwardedFor, client, local),
             None
         );
-        assert_eq!(ClientAddress::None.proxy_header(client, local), None);
-        assert!(
-            ClientAddress::XForwardedFor
-                .conflict(crate::Protocol::Tcp)
-                .is_some()
-        );
-        assert!(
-            ClientAddress::ProxyV2
-                .conflict(crate::Protocol::Http)
-                .is_some()
-        );
-        assert!(
-            ClientAddress::None
-                .conflict(crate::Protocol::Http)
-                .is_none()
-        );
-        assert!(
-            ClientAddress::ProxyV1
-                .conflict(crate::Protocol::Auto)
-                .is_some()
-        );
-        assert_eq!(
-            ClientAddress::default_for(crate::Protocol::Auto),
-            ClientAddress::XForwardedFor
-        );
-        assert_eq!("PROXY-V2".parse(), Ok(ClientAddress::ProxyV2));
-        assert!("proxy-v3".parse::<ClientAddress>().is_err());
+        assert_eq!(proxy_header(ClientAddress::None, client, local), None);
     }
 }

@@ -30,8 +30,7 @@ use tokio::sync::mpsc;
 
 use crate::metrics::DetectedCounters;
 
-/// How long a connection may stay silent before it is spliced as a server-first protocol.
-pub const DEFAULT_DETECT_TIMEOUT: Duration = Duration::from_millis(250);
+pub use lameduck_settings::proxy_config::DEFAULT_DETECT_TIMEOUT;
 
 /// The longest HTTP/1 request line taken for HTTP (hyper's and Linkerd's buffers are 8 KiB).
 pub const REQUEST_LINE_LIMIT: usize = 8 * 1024;

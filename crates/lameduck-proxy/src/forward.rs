@@ -18,6 +18,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use lameduck_settings::proxy_config::UpstreamProtocol;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -89,34 +90,6 @@ impl Body for ForwardBody {
             BodyKind::Raw(body) => body.size_hint(),
             BodyKind::Client(body) => body.size_hint(),
             BodyKind::Local(body) => body.size_hint(),
-        }
-    }
-}
-
-/// Which protocol the proxy speaks to the app.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum UpstreamProtocol {
-    /// The client's: HTTP/1.x requests go over HTTP/1.1, HTTP/2 requests over h2c. Clients
-    /// used to talk to the app directly, so the app speaks what they speak.
-    #[default]
-    Same,
-    /// Always HTTP/1.1 (an app that does not speak h2c behind h2c clients).
-    Http1,
-    /// Always h2c with prior knowledge (gRPC apps).
-    H2c,
-}
-
-impl FromStr for UpstreamProtocol {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "same" => Ok(Self::Same),
-            "http1" | "http1.1" => Ok(Self::Http1),
-            "h2c" | "http2" => Ok(Self::H2c),
-            _ => Err(format!(
-                "{s:?} is not an upstream protocol (use same, http1 or h2c)"
-            )),
         }
     }
 }

@@ -37,7 +37,8 @@ mod upstream;
 
 pub use client_address::ClientAddress;
 pub use detect::{DEFAULT_DETECT_TIMEOUT, Detection, split};
-pub use forward::{BodyError, Forward, ForwardBody, UpstreamProtocol};
+pub use forward::{BodyError, Forward, ForwardBody};
+pub use lameduck_settings::proxy_config::{ProxyConfig, UpstreamProtocol};
 pub use lameduck_settings::proxy_spec::{Protocol, ProxySpec, SpecError};
 pub use metrics::{DetectedCounters, Failure, ProxyMetrics};
 pub use tcp::{TcpForward, serve_tcp};

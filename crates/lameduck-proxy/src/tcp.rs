@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::ClientAddress;
+use crate::client_address::proxy_header;
 use crate::detect::{Detected, Verdict, classify};
 use crate::metrics::{Failure, ProxyMetrics};
 
@@ -120,7 +121,7 @@ async fn splice(
                     .peer_addr()
                     .and_then(|p| Ok((p, client.local_addr()?))),
             };
-            match addresses.map(|(peer, local)| client_address.proxy_header(peer, local)) {
+            match addresses.map(|(peer, local)| proxy_header(client_address, peer, local)) {
                 Ok(Some(header)) => Some(header),
                 // The app expects a header: without one it would misread the first bytes.
                 _ => {

@@ -3,7 +3,6 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::os::unix::process::CommandExt;
-use std::str::FromStr;
 
 use nix::sys::prctl;
 use nix::sys::signal::Signal;
@@ -39,27 +38,7 @@ impl fmt::Display for ChildExit {
     }
 }
 
-/// Where forwarded signals (SIGHUP, SIGUSR1, ...) go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ForwardTo {
-    /// The app's main process only, as `docker run --init` (tini) does.
-    #[default]
-    Child,
-    /// Every process in the app's process group (tini `-g`).
-    Group,
-}
-
-impl FromStr for ForwardTo {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "child" => Ok(Self::Child),
-            "group" => Ok(Self::Group),
-            _ => Err(format!("{s:?} is not child or group")),
-        }
-    }
-}
+pub use lameduck_settings::app::ForwardTo;
 
 /// Starts `command` as the leader of a new process group, with the wrapper's stdio and
 /// environment. Its exit status is collected by the reaper (`waitpid(-1)`), not by `std`.

@@ -33,6 +33,7 @@ pub use lameduck_core::{SETTINGS, Settings, parse_duration, parse_duration_value
 pub use lameduck_proxy::{
     ClientAddress, DEFAULT_DETECT_TIMEOUT, Protocol, ProxySpec, SpecError, UpstreamProtocol,
 };
+pub use lameduck_settings::app::TargetError;
 pub use nix::sys::signal::Signal;
 pub use probe::{ProbeError, Target, check, request_drain};
 pub use supervisor::{LEFTOVER_GRACE, ProxyConfig, RunConfig, run};

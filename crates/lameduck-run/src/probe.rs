@@ -1,13 +1,11 @@
 //! A tiny HTTP/TCP client for probes: `/readyz` checks of the app, `lameduck probe`, and
 //! `lameduck wait` (which asks the running wrapper to drain).
 
-use std::fmt;
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, StatusCode, Uri, header};
+use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -15,74 +13,11 @@ use tokio::net::TcpStream;
 /// Response bodies are read up to this size (for messages, not data).
 const MAX_BODY: usize = 64 * 1024;
 
-/// What to probe: `http://host:port/path` (2xx and 3xx are healthy, as for Kubernetes
-/// httpGet probes) or `tcp://host:port` (healthy if a connection opens).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// An HTTP GET.
-    Http {
-        /// `host:port` to connect to and to send as Host.
-        authority: String,
-        /// Path and query.
-        path: String,
-    },
-    /// A TCP connect.
-    Tcp {
-        /// `host:port`.
-        authority: String,
-    },
-}
-
-impl FromStr for Target {
-    type Err = ProbeError;
-
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        let bad = |why: &str| ProbeError::Target {
-            value: value.to_owned(),
-            why: why.to_owned(),
-        };
-        let uri: Uri = value.trim().parse().map_err(|_| bad("not a URL"))?;
-        let authority = uri.authority().ok_or_else(|| bad("no host:port"))?;
-        let port = authority.port_u16();
-        match uri.scheme_str() {
-            Some("http") => Ok(Self::Http {
-                authority: format!("{}:{}", authority.host(), port.unwrap_or(80)),
-                path: uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
-            }),
-            Some("tcp") => {
-                let port = port.ok_or_else(|| bad("tcp:// needs a port"))?;
-                Ok(Self::Tcp {
-                    authority: format!("{}:{port}", authority.host()),
-                })
-            }
-            Some("https") => Err(bad(
-                "https is not supported: probe the plain-HTTP port, or use tcp://",
-            )),
-            _ => Err(bad("use http://host:port/path or tcp://host:port")),
-        }
-    }
-}
-
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Http { authority, path } => write!(f, "http://{authority}{path}"),
-            Self::Tcp { authority } => write!(f, "tcp://{authority}"),
-        }
-    }
-}
+pub use lameduck_settings::app::Target;
 
 /// Why a probe or request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
-    /// The target does not parse.
-    #[error("{value:?} is not a probe target: {why}")]
-    Target {
-        /// The value as given.
-        value: String,
-        /// What is wrong.
-        why: String,
-    },
     /// Connecting failed.
     #[error("cannot connect to {authority}")]
     Connect {
@@ -229,44 +164,4 @@ fn first_line(body: &str) -> String {
         .chars()
         .take(200)
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn targets_parse() {
-        assert_eq!(
-            "http://127.0.0.1:8080/healthz?x=1"
-                .parse::<Target>()
-                .unwrap(),
-            Target::Http {
-                authority: "127.0.0.1:8080".into(),
-                path: "/healthz?x=1".into()
-            }
-        );
-        assert_eq!(
-            "http://localhost".parse::<Target>().unwrap(),
-            Target::Http {
-                authority: "localhost:80".into(),
-                path: "/".into()
-            }
-        );
-        assert_eq!(
-            "tcp://db:5432".parse::<Target>().unwrap(),
-            Target::Tcp {
-                authority: "db:5432".into()
-            }
-        );
-        for bad in [
-            "tcp://db",
-            "https://x/",
-            "ftp://x",
-            "nonsense",
-            "127.0.0.1:80",
-        ] {
-            assert!(bad.parse::<Target>().is_err(), "{bad}");
-        }
-    }
 }

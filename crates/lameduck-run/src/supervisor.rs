@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lameduck::{Builder, Lameduck, Phase};
-use lameduck_proxy::{ClientAddress, Protocol, ProxyMetrics, ProxySpec, UpstreamProtocol};
+use lameduck_proxy::ProxyMetrics;
 use nix::sys::prctl;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -51,35 +51,7 @@ pub struct RunConfig {
     pub guard_program: Option<OsString>,
 }
 
-/// The drain proxy: where it listens, where the app is, and what it speaks.
-#[derive(Debug, Clone, Copy)]
-pub struct ProxyConfig {
-    /// Listen and upstream addresses.
-    pub spec: ProxySpec,
-    /// Auto, HTTP or TCP.
-    pub protocol: Protocol,
-    /// Auto: how long a connection may stay silent before it is spliced.
-    pub detect_timeout: Duration,
-    /// What HTTP mode speaks to the app.
-    pub upstream_protocol: UpstreamProtocol,
-    /// How the app learns the client's address.
-    pub client_address: ClientAddress,
-    /// Every client connection starts with a PROXY protocol header from a load balancer,
-    /// naming the client.
-    pub accept_proxy_protocol: bool,
-    /// How many threads accept and forward, each with its own event loop; 0 means one per
-    /// CPU the process may use.
-    pub threads: usize,
-}
-
-impl ProxyConfig {
-    fn threads(&self) -> usize {
-        match self.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        }
-    }
-}
+pub use lameduck_settings::proxy_config::ProxyConfig;
 
 /// Runs the app under the lameduck lifecycle and returns the exit code to end with.
 ///
@@ -107,7 +79,7 @@ pub async fn run(builder: Builder, config: RunConfig) -> Result<u8, RunError> {
     }
     let mut bound = Vec::with_capacity(config.proxies.len());
     for proxy in &config.proxies {
-        let listeners = proxy::bind(proxy.spec.listen, proxy.threads()).map_err(|source| {
+        let listeners = proxy::bind(proxy.spec.listen, proxy.thread_count()).map_err(|source| {
             RunError::ProxyBind {
                 addr: proxy.spec.listen,
                 source,

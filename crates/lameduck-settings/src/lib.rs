@@ -1,20 +1,26 @@
-//! Drain settings: defaults, environment variables, validation, and the split of the grace
-//! period they lead to.
+//! What a user configures for lameduck, parsed and checked, with no runtime and no I/O: the
+//! drain settings (their one list, defaults, environment variables, validation, and the split of
+//! the grace period they lead to), the duration and signal grammar, the drain proxies' settings,
+//! and (feature `cli`) `lameduck run`'s command line.
 //!
 //! Every consumer reads settings through this crate: the library and `lameduck run` (through
 //! `lameduck-core`), and `lameduck lint`, which must call a value invalid exactly when `lameduck
-//! run` would refuse it. So it has no runtime and no I/O: [`Settings::budget`] is the budget
-//! arithmetic as offsets from the drain's start, which `lameduck-core`'s `BudgetPlan` turns into
-//! deadlines and [`Settings::validate`] checks, so the two cannot disagree.
+//! run` would refuse it. [`Settings::budget`] is the budget arithmetic as offsets from the
+//! drain's start, which `lameduck-core`'s `BudgetPlan` turns into deadlines and
+//! [`Settings::validate`] checks, so the two cannot disagree.
 //!
 //! Every setting has an environment variable, read in one place ([`Settings::from_lookup`]) so
-//! tests can feed it a map instead of the process environment.
+//! tests and lint can feed it a map instead of the process environment.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 pub use nix::sys::signal::Signal;
 
+pub mod app;
+#[cfg(feature = "cli")]
+pub mod cli;
+pub mod proxy_config;
 pub mod proxy_spec;
 
 /// Time given to force-closed connections and tasks to notice before the process exits.
@@ -118,50 +124,50 @@ pub fn parse_duration(setting: &str, value: &str) -> Result<Duration, ConfigErro
     })
 }
 
-/// The drain settings as given, before validation. Defaults are documented in `docs/defaults.md`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
-    /// `terminationGracePeriodSeconds` of the pod (`LAMEDUCK_GRACE_SECONDS`, default 30 s, the
-    /// Kubernetes default). Kubernetes does not expose it to the pod, so it is configured.
-    pub grace: Duration,
-    /// Part of the grace period the preStop hook uses before the stop signal reaches us
-    /// (`LAMEDUCK_PRESTOP_SECONDS`, default 0). Only applies when a signal starts the drain.
-    pub prestop: Duration,
-    /// Kept free at the end of the grace period so we exit before SIGKILL
-    /// (`LAMEDUCK_SAFETY_MARGIN`, default 2 s).
-    pub safety_margin: Duration,
-    /// Draining lasts at least this long (`LAMEDUCK_MIN_WAIT`, default 3 s).
-    pub min_wait: Duration,
-    /// Draining ends once no connection or request arrived for this long
-    /// (`LAMEDUCK_QUIET_WINDOW`, default 1 s).
-    pub quiet_window: Duration,
-    /// Draining never lasts longer than this (`LAMEDUCK_MAX_WAIT`, default 20 s).
-    pub max_wait: Duration,
-    /// Reserved for Closing: in-flight requests and tasks finish within it
-    /// (`LAMEDUCK_CLOSE_TIMEOUT`, default 5 s).
-    pub close_timeout: Duration,
-    /// At Closing, an idle connection is closed once it has been idle this long
-    /// (`LAMEDUCK_IDLE_GRACE`, default 500 ms).
-    pub idle_grace: Duration,
-    /// At Closing, a connection that never sent a byte is closed after this long
-    /// (`LAMEDUCK_FIRST_BYTE_GRACE`, default 1 s).
-    pub first_byte_grace: Duration,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            grace: Duration::from_secs(30),
-            prestop: Duration::ZERO,
-            safety_margin: Duration::from_secs(2),
-            min_wait: Duration::from_secs(3),
-            quiet_window: Duration::from_secs(1),
-            max_wait: Duration::from_secs(20),
-            close_timeout: Duration::from_secs(5),
-            idle_grace: Duration::from_millis(500),
-            first_byte_grace: Duration::from_secs(1),
+/// Every drain setting, once: for each, the longer doc of its field, then its name, environment
+/// variable, `lameduck run` flag, default and one-line doc.
+///
+/// `drain_settings!(then)` calls the caller's macro `then!` with the rows, so the struct
+/// [`Settings`], the table [`SETTINGS`] (which `lameduck run`'s flags, `/metrics`, lint and the
+/// docs follow) and the library builder's setters are all generated from this one list.
+#[macro_export]
+macro_rules! drain_settings {
+    ($then:ident) => {
+        $then! {
+            /// `terminationGracePeriodSeconds` of the pod (the Kubernetes default is 30 s).
+            /// Kubernetes does not expose it to the pod, so it is configured.
+            grace, "LAMEDUCK_GRACE_SECONDS", "--grace", ::std::time::Duration::from_secs(30),
+                "the pod's `terminationGracePeriodSeconds`";
+            /// Part of the grace period the preStop hook uses before the stop signal reaches
+            /// us. Only applies when a signal starts the drain.
+            prestop, "LAMEDUCK_PRESTOP_SECONDS", "--prestop", ::std::time::Duration::ZERO,
+                "grace used by a preStop hook before SIGTERM (not with `lameduck wait`)";
+            /// Kept free at the end of the grace period so we exit before SIGKILL.
+            safety_margin, "LAMEDUCK_SAFETY_MARGIN", "--safety-margin",
+                ::std::time::Duration::from_secs(2), "kept free before the kubelet's SIGKILL";
+            /// Draining lasts at least this long.
+            min_wait, "LAMEDUCK_MIN_WAIT", "--min-wait", ::std::time::Duration::from_secs(3),
+                "shortest drain wait";
+            /// Draining ends once no connection or request arrived for this long.
+            quiet_window, "LAMEDUCK_QUIET_WINDOW", "--quiet-window",
+                ::std::time::Duration::from_secs(1), "drain ends after this long without arrivals";
+            /// Draining never lasts longer than this.
+            max_wait, "LAMEDUCK_MAX_WAIT", "--max-wait", ::std::time::Duration::from_secs(20),
+                "longest drain wait";
+            /// Reserved for Closing: in-flight requests and tasks finish within it, then the
+            /// app (under `lameduck run`) stops.
+            close_timeout, "LAMEDUCK_CLOSE_TIMEOUT", "--close-timeout",
+                ::std::time::Duration::from_secs(5), "in-flight work, then the app's own stop";
+            /// At Closing, an idle connection is closed once it has been idle this long.
+            idle_grace, "LAMEDUCK_IDLE_GRACE", "--idle-grace",
+                ::std::time::Duration::from_millis(500),
+                "at Closing, idle connections close after this";
+            /// At Closing, a connection that never sent a byte is closed after this long.
+            first_byte_grace, "LAMEDUCK_FIRST_BYTE_GRACE", "--first-byte-grace",
+                ::std::time::Duration::from_secs(1),
+                "at Closing, silent connections close after this";
         }
-    }
+    };
 }
 
 /// One drain setting, as every consumer names it.
@@ -173,79 +179,51 @@ pub struct SettingSpec {
     pub env: &'static str,
     /// `lameduck run`'s flag.
     pub flag: &'static str,
-    /// The default, as the docs write it (it parses to `Settings::default()`'s value).
-    pub default: &'static str,
+    /// The default.
+    pub default: Duration,
     /// One line on what it does.
     pub doc: &'static str,
 }
 
-/// Every drain setting: the one table the library, `lameduck run`, `lameduck lint` and the
-/// docs' settings tables follow (tests hold each of them to it).
-pub const SETTINGS: [SettingSpec; 9] = [
-    SettingSpec {
-        name: "grace",
-        env: "LAMEDUCK_GRACE_SECONDS",
-        flag: "--grace",
-        default: "30s",
-        doc: "the pod's `terminationGracePeriodSeconds`",
-    },
-    SettingSpec {
-        name: "prestop",
-        env: "LAMEDUCK_PRESTOP_SECONDS",
-        flag: "--prestop",
-        default: "0s",
-        doc: "grace used by a preStop hook before SIGTERM (not with `lameduck wait`)",
-    },
-    SettingSpec {
-        name: "safety_margin",
-        env: "LAMEDUCK_SAFETY_MARGIN",
-        flag: "--safety-margin",
-        default: "2s",
-        doc: "kept free before the kubelet's SIGKILL",
-    },
-    SettingSpec {
-        name: "min_wait",
-        env: "LAMEDUCK_MIN_WAIT",
-        flag: "--min-wait",
-        default: "3s",
-        doc: "shortest drain wait",
-    },
-    SettingSpec {
-        name: "quiet_window",
-        env: "LAMEDUCK_QUIET_WINDOW",
-        flag: "--quiet-window",
-        default: "1s",
-        doc: "drain ends after this long without arrivals",
-    },
-    SettingSpec {
-        name: "max_wait",
-        env: "LAMEDUCK_MAX_WAIT",
-        flag: "--max-wait",
-        default: "20s",
-        doc: "longest drain wait",
-    },
-    SettingSpec {
-        name: "close_timeout",
-        env: "LAMEDUCK_CLOSE_TIMEOUT",
-        flag: "--close-timeout",
-        default: "5s",
-        doc: "in-flight work, then the app's own stop",
-    },
-    SettingSpec {
-        name: "idle_grace",
-        env: "LAMEDUCK_IDLE_GRACE",
-        flag: "--idle-grace",
-        default: "500ms",
-        doc: "at Closing, idle connections close after this",
-    },
-    SettingSpec {
-        name: "first_byte_grace",
-        env: "LAMEDUCK_FIRST_BYTE_GRACE",
-        flag: "--first-byte-grace",
-        default: "1s",
-        doc: "at Closing, silent connections close after this",
-    },
-];
+impl SettingSpec {
+    /// The default as the docs and `--help` write it (`30s`, `500ms`, `0s`).
+    pub fn default_text(&self) -> String {
+        humantime::format_duration(self.default).to_string()
+    }
+}
+
+macro_rules! define_settings {
+    ($($(#[doc = $long:literal])* $name:ident, $env:literal, $flag:literal, $default:expr, $doc:literal;)*) => {
+        /// The drain settings as given, before validation.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct Settings {
+            $($(#[doc = $long])* pub $name: Duration,)*
+        }
+
+        impl Default for Settings {
+            fn default() -> Self {
+                Self { $($name: $default,)* }
+            }
+        }
+
+        /// Every drain setting: the one table the library, `lameduck run`, `lameduck lint` and
+        /// the docs' settings tables follow (tests hold the docs to it).
+        pub const SETTINGS: &[SettingSpec] = &[
+            $(SettingSpec { name: stringify!($name), env: $env, flag: $flag, default: $default, doc: $doc },)*
+        ];
+
+        impl Settings {
+            fn slot(&mut self, var: &str) -> Option<&mut Duration> {
+                match var {
+                    $($env => Some(&mut self.$name),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+drain_settings!(define_settings);
 
 /// The setting a `lameduck run` flag sets, by its flag.
 pub fn setting_of_flag(flag: &str) -> Option<&'static SettingSpec> {
@@ -257,7 +235,7 @@ impl Settings {
     /// tests). Empty values are treated as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut settings = Self::default();
-        for spec in &SETTINGS {
+        for spec in SETTINGS {
             let Some(value) = lookup(spec.env).filter(|v| !v.trim().is_empty()) else {
                 continue;
             };
@@ -268,11 +246,15 @@ impl Settings {
 
     /// Sets one setting by its environment-variable name (also used for flags).
     pub fn set(&mut self, var: &str, value: &str) -> Result<(), ConfigError> {
-        let parsed = parse_duration(var, value)?;
+        self.put(var, parse_duration(var, value)?)
+    }
+
+    /// Sets one setting, already parsed, by its environment-variable name.
+    pub fn put(&mut self, var: &str, value: Duration) -> Result<(), ConfigError> {
         let slot = self
             .slot(var)
             .ok_or_else(|| ConfigError::Unknown(var.to_owned()))?;
-        *slot = parsed;
+        *slot = value;
         Ok(())
     }
 
@@ -280,21 +262,6 @@ impl Settings {
     pub fn get(&self, var: &str) -> Option<Duration> {
         let mut copy = self.clone();
         copy.slot(var).map(|slot| *slot)
-    }
-
-    fn slot(&mut self, var: &str) -> Option<&mut Duration> {
-        Some(match var {
-            "LAMEDUCK_GRACE_SECONDS" => &mut self.grace,
-            "LAMEDUCK_PRESTOP_SECONDS" => &mut self.prestop,
-            "LAMEDUCK_SAFETY_MARGIN" => &mut self.safety_margin,
-            "LAMEDUCK_MIN_WAIT" => &mut self.min_wait,
-            "LAMEDUCK_QUIET_WINDOW" => &mut self.quiet_window,
-            "LAMEDUCK_MAX_WAIT" => &mut self.max_wait,
-            "LAMEDUCK_CLOSE_TIMEOUT" => &mut self.close_timeout,
-            "LAMEDUCK_IDLE_GRACE" => &mut self.idle_grace,
-            "LAMEDUCK_FIRST_BYTE_GRACE" => &mut self.first_byte_grace,
-            _ => return None,
-        })
     }
 
     /// How the grace period splits for a drain that starts `spent` after the kubelet's
@@ -540,47 +507,27 @@ mod tests {
 
     #[test]
     fn the_table_names_every_setting_once_with_its_default() {
-        let mut defaults = Settings::default();
-        for spec in &SETTINGS {
-            defaults.set(spec.env, spec.default).unwrap();
+        for spec in SETTINGS {
             assert!(spec.flag.starts_with("--") && spec.env.starts_with("LAMEDUCK_"));
             assert_eq!(setting_of_flag(spec.flag), Some(spec));
+            assert_eq!(Settings::default().get(spec.env), Some(spec.default));
+            assert_eq!(
+                parse_duration_value(&spec.default_text()),
+                Ok(spec.default),
+                "the default as the docs write it reads back"
+            );
         }
-        assert_eq!(
-            defaults,
-            Settings::default(),
-            "the table's defaults are the code's"
-        );
         // Setting each to a distinct value moves a distinct field: no two rows share a slot.
         let mut settings = Settings::default();
-        for (n, spec) in (1_u64..).zip(&SETTINGS) {
+        for (n, spec) in (1_u64..).zip(SETTINGS) {
             settings.set(spec.env, &format!("{}ms", 1000 + n)).unwrap();
         }
-        let Settings {
-            grace,
-            prestop,
-            safety_margin,
-            min_wait,
-            quiet_window,
-            max_wait,
-            close_timeout,
-            idle_grace,
-            first_byte_grace,
-        } = settings;
-        let mut values = [
-            grace,
-            prestop,
-            safety_margin,
-            min_wait,
-            quiet_window,
-            max_wait,
-            close_timeout,
-            idle_grace,
-            first_byte_grace,
-        ];
-        values.sort();
-        let expected: Vec<Duration> = (1001..=1009).map(Duration::from_millis).collect();
-        assert_eq!(values.to_vec(), expected);
+        for (n, spec) in (1_u64..).zip(SETTINGS) {
+            assert_eq!(
+                settings.get(spec.env),
+                Some(Duration::from_millis(1000 + n))
+            );
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use lameduck_settings::SETTINGS;
 fn the_run_docs_table_matches_the_settings_table() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/run.md");
     let docs = std::fs::read_to_string(path).unwrap();
-    for spec in &SETTINGS {
+    for spec in SETTINGS {
         let row = docs
             .lines()
             .find(|line| line.starts_with(&format!("| `{}` |", spec.flag)))
@@ -20,7 +20,7 @@ fn the_run_docs_table_matches_the_settings_table() {
             [
                 format!("`{}`", spec.flag).as_str(),
                 format!("`{}`", spec.env).as_str(),
-                spec.default,
+                spec.default_text().as_str(),
                 spec.doc
             ],
             "docs/run.md row for {} differs from lameduck_settings::SETTINGS",

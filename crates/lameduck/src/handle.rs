@@ -72,9 +72,11 @@ impl Default for Builder {
     }
 }
 
-macro_rules! duration_setters {
-    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {$(
-        $(#[$doc])*
+/// One setter per drain setting, generated from the settings table.
+macro_rules! builder_setters {
+    ($($(#[doc = $long:literal])* $name:ident, $env:literal, $flag:literal, $default:expr, $doc:literal;)*) => {$(
+        $(#[doc = $long])*
+        #[doc = concat!("\n\nThe environment variable `", $env, "` of [`Builder::from_env`].")]
         #[must_use]
         pub fn $name(mut self, value: Duration) -> Self {
             self.settings.$name = value;
@@ -107,25 +109,13 @@ impl Builder {
         Ok(builder)
     }
 
-    duration_setters! {
-        /// The pod's `terminationGracePeriodSeconds`.
-        grace,
-        /// Grace time the preStop hook uses before the stop signal arrives.
-        prestop,
-        /// Time kept free before SIGKILL.
-        safety_margin,
-        /// Shortest drain wait.
-        min_wait,
-        /// Drain ends after this long without new connections or requests.
-        quiet_window,
-        /// Longest drain wait.
-        max_wait,
-        /// Time reserved for in-flight work at Closing.
-        close_timeout,
-        /// At Closing, idle connections are closed once idle this long.
-        idle_grace,
-        /// At Closing, connections that sent no byte are closed after this long.
-        first_byte_grace,
+    lameduck_core::drain_settings!(builder_setters);
+
+    /// Every drain setting at once (e.g. read by `lameduck run` from its flags and environment).
+    #[must_use]
+    pub fn with_settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
     }
 
     /// Where the admin endpoints listen; `None` disables them.

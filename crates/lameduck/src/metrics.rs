@@ -103,7 +103,7 @@ pub(crate) fn render(lameduck: &Lameduck) -> String {
 
     let settings = shutdown.config().settings();
     let config = Family::<NameLabel, FloatGauge>::default();
-    for spec in &lameduck_core::SETTINGS {
+    for spec in lameduck_core::SETTINGS {
         if let Some(value) = settings.get(spec.env) {
             config
                 .get_or_create(&NameLabel {

@@ -29,7 +29,10 @@ pub(crate) fn timeline(workload: &Workload<'_>, c: &Container<'_>) -> Vec<(Strin
         .as_ref()
         .is_some_and(|p| p.kind == PreStopKind::LameduckWait);
     if let Some(p) = &c.pre_stop {
-        match (&c.lameduck, p.seconds) {
+        match (
+            &c.lameduck.as_ref().filter(|run| run.settings_read()),
+            p.seconds,
+        ) {
             (Some(run), _) if lameduck_wait => {
                 parts.push((
                     format!(
@@ -46,7 +49,7 @@ pub(crate) fn timeline(workload: &Workload<'_>, c: &Container<'_>) -> Vec<(Strin
     }
     if let Some(drain) = workload.declared_drain() {
         parts.push((format!("drain {} ({DRAIN_ANNOTATION})", secs(drain)), drain));
-    } else if let Some(run) = &c.lameduck {
+    } else if let Some(run) = &c.lameduck.as_ref().filter(|run| run.settings_read()) {
         if lameduck_wait {
             parts.push((
                 format!(

@@ -24,7 +24,9 @@ fn run(ctx: &Context<'_>, out: &mut Out) {
     for workload in &ctx.workloads {
         let (grace, grace_entry) = workload.grace();
         for c in &workload.containers {
-            let Some(run) = &c.lameduck else { continue };
+            let Some(run) = &c.lameduck.as_ref().filter(|run| run.settings_read()) else {
+                continue;
+            };
             if run.grace.seconds > grace {
                 let message = format!(
                     "{}: `lameduck run` assumes a grace period of {} ({}) but terminationGracePeriodSeconds is {}{}",

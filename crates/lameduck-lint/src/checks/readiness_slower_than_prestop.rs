@@ -70,7 +70,10 @@ fn run(ctx: &Context<'_>, out: &mut Out) {
                 .filter(|p| p.kind != PreStopKind::LameduckWait)
                 .and_then(|p| p.seconds);
             // Deletion: the pod is routed to through the fallback until readiness fails.
-            let deletion_delay = match (&c.lameduck, prestop) {
+            let deletion_delay = match (
+                &c.lameduck.as_ref().filter(|run| run.settings_read()),
+                prestop,
+            ) {
                 (Some(run), p) => Some((
                     p.unwrap_or(0.0) + run.max_wait.seconds,
                     format!(
@@ -82,7 +85,11 @@ fn run(ctx: &Context<'_>, out: &mut Out) {
                 (None, Some(p)) => Some((p, format!("preStop {}", secs(p)))),
                 (None, None) => None,
             };
-            let problem = match (&fallback, deletion_delay, &c.lameduck) {
+            let problem = match (
+                &fallback,
+                deletion_delay,
+                &c.lameduck.as_ref().filter(|run| run.settings_read()),
+            ) {
                 (Some(why), Some((delay, what)), _) if detect > delay => Some(format!(
                     "the shutdown delay of {} ({what}); {why}",
                     secs(delay)

@@ -2,8 +2,8 @@
 //! delays the stop signal, and the drain settings of a `lameduck run` entrypoint read from
 //! its command, args and env. Separate from finding the workload and its pod template.
 
-use lameduck_settings::proxy_spec::ProxySpec;
-use lameduck_settings::{Settings, setting_of_flag};
+use lameduck_settings::cli::{RunArgs, error_line, parse_with_env};
+use lameduck_settings::{SETTINGS, Settings};
 
 use super::parse_duration;
 use crate::yaml::{Entry, Node, Pos};
@@ -99,6 +99,14 @@ pub struct LameduckRun {
     pub env: Vec<(String, String)>,
 }
 
+impl LameduckRun {
+    /// Whether `lameduck run` could read its command line and variables: when not, its settings
+    /// are unknown (defaults stand in) and only `lameduck-settings-invalid` speaks of them.
+    pub fn settings_read(&self) -> bool {
+        self.invalid.is_empty()
+    }
+}
+
 /// One `--proxy [PROTOCOL:]LISTEN=UPSTREAM` of `lameduck run`, by port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyPorts {
@@ -108,22 +116,6 @@ pub struct ProxyPorts {
     pub listen: u16,
     /// Where the app listens, behind the proxy.
     pub upstream: u16,
-}
-
-impl ProxyPorts {
-    /// Each `[PROTOCOL:]LISTEN=UPSTREAM` of a comma-separated list, read by `lameduck run`'s
-    /// own parser; what it refuses is an error in `lameduck run`'s words.
-    fn parse_list(value: &str) -> impl Iterator<Item = Result<Self, String>> + '_ {
-        value.split(',').map(|spec| {
-            spec.parse::<ProxySpec>()
-                .map(|parsed| Self {
-                    spec: spec.trim().to_owned(),
-                    listen: parsed.listen.port(),
-                    upstream: parsed.upstream.port(),
-                })
-                .map_err(|error| error.to_string())
-        })
-    }
 }
 
 pub(super) fn container(node: &Node) -> Container<'_> {
@@ -258,136 +250,98 @@ fn lameduck_run(node: &Node) -> Option<LameduckRun> {
         .take_while(|arg| **arg != "--")
         .map(|arg| (*arg).to_owned())
         .collect();
-    // Built as `lameduck run` builds it: the environment first, then flags over it.
-    let mut reading = Reading::default();
-    let mut env = Vec::new();
-    let mut env_proxies = Vec::new();
-    // `lameduck run` reads LAMEDUCK_PROXY only when no --proxy flag is given.
-    let mut env_proxy_errors = Vec::new();
+    let mut env: Vec<(String, String)> = Vec::new();
     for item in node.get("env").map(Node::items).unwrap_or_default() {
-        let (Some(name), Some(value)) = (
+        if let (Some(name), Some(value)) = (
             item.get("name").and_then(Node::as_str),
             item.get("value").and_then(Node::as_str),
-        ) else {
-            continue;
-        };
-        if name.starts_with("LAMEDUCK_") {
-            env.push((name.to_owned(), value.to_owned()));
-        }
-        if name == "LAMEDUCK_PROXY" {
-            for parsed in ProxyPorts::parse_list(value) {
-                match parsed {
-                    Ok(ports) => env_proxies.push(ports),
-                    Err(error) => env_proxy_errors.push(format!("{name} {value:?}: {error}")),
-                }
+        ) {
+            if name.starts_with("LAMEDUCK_") {
+                env.push((name.to_owned(), value.to_owned()));
             }
-        }
-        // `lameduck run` takes an empty variable for unset.
-        if !value.trim().is_empty() {
-            reading.set(name, name, value);
         }
     }
-    let mut flag_proxies = None;
-    let mut i = 0;
-    // Bounded by the argument count: every round advances `i`.
-    while i < flags.len() {
-        let (flag, inline) = match flags[i].split_once('=') {
-            Some((f, v)) => (f, Some(v.to_owned())),
-            None => (flags[i].as_str(), None),
-        };
-        let var = match flag {
-            "--proxy" => "LAMEDUCK_PROXY",
-            flag => match setting_of_flag(flag) {
-                Some(spec) => spec.env,
-                None => {
-                    i += 1;
-                    continue;
-                }
-            },
-        };
-        let value = match inline {
-            Some(v) => v,
-            None => {
-                i += 1;
-                flags.get(i).cloned().unwrap_or_default()
-            }
-        };
-        if var == "LAMEDUCK_PROXY" {
-            let proxies = flag_proxies.get_or_insert_with(Vec::new);
-            for parsed in ProxyPorts::parse_list(&value) {
-                match parsed {
-                    Ok(ports) => proxies.push(ports),
-                    Err(error) => reading.invalid.push(format!("{flag} {value:?}: {error}")),
-                }
-            }
-        } else {
-            reading.set(var, flag, &value);
-        }
-        i += 1;
-    }
-    // Flags win over the environment variable, as in `lameduck run`.
-    let proxies = flag_proxies.unwrap_or_else(|| {
-        reading.invalid.extend(env_proxy_errors);
-        env_proxies
-    });
-    let refused = if reading.invalid.is_empty() {
-        reading
-            .settings
-            .clone()
-            .validate()
-            .err()
-            .map(|e| e.to_string())
-    } else {
-        None
+    // The last entry of a name is the one the container gets.
+    let lookup = |var: &str| {
+        env.iter()
+            .rev()
+            .find(|(name, _)| name == var)
+            .map(|(_, value)| value.clone())
     };
+    // Read with `lameduck run`'s own command line, settings and checks, in its order.
+    let mut invalid = Vec::new();
+    let mut refused = None;
+    let args = parse_with_env(&flags, lookup)
+        .map_err(|error| invalid.push(error_line(&error)))
+        .ok();
+    let settings = match args.as_ref().map_or_else(
+        || Settings::from_lookup(lookup),
+        |args| args.drain_settings(lookup),
+    ) {
+        Ok(settings) => {
+            if args.is_some() {
+                refused = settings.clone().validate().err().map(|e| e.to_string());
+            }
+            settings
+        }
+        Err(error) => {
+            invalid.push(error.to_string());
+            Settings::default()
+        }
+    };
+    if let (Some(args), None) = (&args, &refused) {
+        refused = args.proxy_configs().err().map(|e| e.to_string());
+    }
+    let setting = |name: &str| setting(&settings, args.as_ref(), &lookup, name);
     Some(LameduckRun {
         pos,
-        grace: reading.setting("LAMEDUCK_GRACE_SECONDS"),
-        prestop: reading.setting("LAMEDUCK_PRESTOP_SECONDS"),
-        min_wait: reading.setting("LAMEDUCK_MIN_WAIT"),
-        max_wait: reading.setting("LAMEDUCK_MAX_WAIT"),
-        quiet_window: reading.setting("LAMEDUCK_QUIET_WINDOW"),
-        close_timeout: reading.setting("LAMEDUCK_CLOSE_TIMEOUT"),
-        invalid: reading.invalid,
+        grace: setting("grace"),
+        prestop: setting("prestop"),
+        min_wait: setting("min_wait"),
+        max_wait: setting("max_wait"),
+        quiet_window: setting("quiet_window"),
+        close_timeout: setting("close_timeout"),
+        invalid,
         refused,
-        proxies,
+        proxies: args
+            .iter()
+            .flat_map(|args| &args.proxy)
+            .map(|spec| ProxyPorts {
+                spec: spec.to_string(),
+                listen: spec.listen.port(),
+                upstream: spec.upstream.port(),
+            })
+            .collect(),
         flags,
         env,
     })
 }
 
-/// The settings of a `lameduck run` container as it reads them, and where each came from.
-#[derive(Debug, Default)]
-struct Reading {
-    settings: Settings,
-    /// (variable, the flag or variable that set it last).
-    sources: Vec<(String, String)>,
-    invalid: Vec<String>,
-}
-
-impl Reading {
-    /// Sets variable `var` from `value`, given by `source`, as `lameduck run` would.
-    fn set(&mut self, var: &str, source: &str, value: &str) {
-        match self.settings.set(var, value) {
-            Ok(()) => self.sources.push((var.to_owned(), source.to_owned())),
-            // The variable's name in the error, as `lameduck run` reports it; the flag too.
-            Err(error) if source == var => self.invalid.push(error.to_string()),
-            Err(error) => self.invalid.push(format!("{source}: {error}")),
-        }
-    }
-
-    /// One setting in seconds, with the flag or variable that set it (or `default`).
-    fn setting(&self, var: &str) -> Setting {
-        Setting {
-            seconds: self.settings.get(var).unwrap_or_default().as_secs_f64(),
-            source: self
-                .sources
-                .iter()
-                .rev()
-                .find(|(set, _)| set == var)
-                .map_or("default", |(_, source)| source)
-                .to_owned(),
-        }
+/// One setting in seconds, with the flag or variable that set it (or `default`), as `lameduck
+/// run` reads them: flags over variables over defaults.
+fn setting(
+    settings: &Settings,
+    args: Option<&RunArgs>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+) -> Setting {
+    let Some(spec) = SETTINGS.iter().find(|spec| spec.name == name) else {
+        return Setting {
+            seconds: 0.0,
+            source: "default".to_owned(),
+        };
+    };
+    let flag = args.is_some_and(|args| args.drain.given().iter().any(|(given, _)| *given == spec));
+    let source = if flag {
+        spec.flag
+    } else if lookup(spec.env).is_some_and(|value| !value.trim().is_empty()) {
+        spec.env
+    } else {
+        "default"
+    };
+    Setting {
+        seconds: settings.get(spec.env).unwrap_or_default().as_secs_f64(),
+        source: source.to_owned(),
     }
 }
 
@@ -448,12 +402,13 @@ mod tests {
             "kind: X\ncommand: [lameduck, run, --proxy, '8080=8080,9=10', --, /app]\n",
         );
         let run = c.lameduck.unwrap();
-        assert_eq!(run.proxies.len(), 1);
+        assert!(run.proxies.is_empty(), "run would not start");
         assert_eq!(
             run.invalid,
             [
-                "--proxy \"8080=8080,9=10\": the upstream 127.0.0.1:8080 is one of the proxy's own \
-              listening addresses: it would forward to itself"
+                "invalid value '8080=8080' for '--proxy <[PROTOCOL:]LISTEN=UPSTREAM>': the \
+                 upstream 127.0.0.1:8080 is one of the proxy's own listening addresses: it would \
+                 forward to itself"
             ]
         );
     }
