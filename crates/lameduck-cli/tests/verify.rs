@@ -429,7 +429,7 @@ fn closed_clients_lose_a_request_per_pinned_connection_to_a_tcp_proxy_and_none_t
         return;
     }
     let dir = temp_dir("clients");
-    // 20 ms requests: the 8 busy clients send about 400 a second (the cap, 1000, never binds),
+    // 20 ms requests: the 8 busy clients send about 340 a second (the cap, 1000, never binds),
     // while the open loop's 20 a second keeps each connection busy a twentieth of the time.
     let run = |name: &str, protocol: &str, load: &str, flags: &[&str]| {
         let yaml = scenario(
@@ -476,9 +476,11 @@ fn closed_clients_lose_a_request_per_pinned_connection_to_a_tcp_proxy_and_none_t
         "written, then cut: {}",
         summary(&tcp_closed)
     );
+    // An open-loop connection loses a request only when one is sent in the moment between the
+    // close and the client seeing it: 0 or 1 in 10 runs here, of 8 chances each.
     assert!(
-        failed(&tcp_open) <= 2,
-        "the open loop misses it: {}",
+        failed(&tcp_open) <= 3,
+        "the open loop misses most of it: {}",
         summary(&tcp_open)
     );
     assert_eq!(failed(&http_closed), 0, "{}", summary(&http_closed));
