@@ -57,10 +57,14 @@ struct Flags {
     /// Delay from t0 until the kubelet acts (same syntax as --propagation).
     #[arg(long, value_name = "DIST")]
     kubelet_delay: Option<String>,
-    /// Requests per second over all routers (open loop).
+    /// Client model: open (requests arrive at --rate) or closed (each connection sends its next
+    /// request as soon as the previous one ended, at most --rate in total).
+    #[arg(long, value_name = "MODEL")]
+    clients: Option<String>,
+    /// Requests per second over all routers: the open loop's arrival rate, the closed loop's cap.
     #[arg(long)]
     rate: Option<f64>,
-    /// Keep-alive connections per router.
+    /// Keep-alive connections per router (with --clients closed: busy clients per router).
     #[arg(long)]
     connections: Option<u32>,
     /// Load protocol: http1 or h2c.
@@ -188,6 +192,9 @@ fn apply(args: &Flags, sc: &mut Scenario) -> Result<(), Failure> {
     if let Some(v) = &args.kubelet_delay {
         sc.kubelet_delay =
             Distribution::parse_flag(v).map_err(|e| usage(format!("--kubelet-delay: {e}")))?;
+    }
+    if let Some(v) = &args.clients {
+        sc.load.clients = v.parse().map_err(|e| usage(format!("--clients: {e}")))?;
     }
     if let Some(v) = args.rate {
         sc.load.rate = v;

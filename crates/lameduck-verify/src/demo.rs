@@ -3,13 +3,17 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::scenario::{Distribution, Dur, IntOrPercent, PortRef, RouterKind, RouterSpec, Scenario};
+use crate::scenario::{
+    Clients, Distribution, Dur, IntOrPercent, PortRef, RouterKind, RouterSpec, Scenario,
+};
 
 /// The demo's two scenarios for the `lameduck` binary at `exe`: the built-in naive app (it dies
 /// at once on SIGTERM) bare, and the same app wrapped by `lameduck run` with its drain proxy.
 ///
 /// Both: 3 replicas, one rolling update with maxSurge 1 / maxUnavailable 0, one L4 and one L7
-/// router with propagation uniform 0.5–3 s, 200 requests/s, seed 1.
+/// router with propagation uniform 0.5–3 s, open-loop clients at 200 requests/s, seed 1. The
+/// open loop is the demo's model because it shows what the routers' delays cost; busy
+/// closed-loop clients (`--clients closed`) add the races of closes with requests in flight.
 #[must_use]
 pub fn demo_scenarios(exe: &Path) -> (Scenario, Scenario) {
     let exe = exe.display().to_string();
@@ -41,6 +45,7 @@ pub fn demo_scenarios(exe: &Path) -> (Scenario, Scenario) {
         ..Scenario::default()
     };
     base.readiness.path = Some("/healthz".into());
+    base.load.clients = Clients::Open;
     base.load.rate = 200.0;
     let mut bare = base.clone();
     bare.command = naive_app(&exe, "{port}");

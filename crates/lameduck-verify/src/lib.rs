@@ -1,9 +1,9 @@
 //! The lameduck rollout testbed.
 //!
 //! Runs an app's real binary as replicas on loopback, puts routers in front that apply endpoint
-//! changes after their own propagation delays, drives open-loop load through them, performs
-//! Kubernetes-faithful rolling updates and counts every request that failed, with the reason,
-//! the moment, the router and the pod.
+//! changes after their own propagation delays, drives load through them (open-loop arrivals or
+//! busy closed-loop clients), performs Kubernetes-faithful rolling updates and counts every
+//! request that failed, with the reason, the moment, the router and the pod.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), lameduck_verify::VerifyError> {
@@ -34,6 +34,6 @@ pub use rollout::PodError;
 pub use routers::RouterError;
 pub use run::{RunOptions, VerifyError, run};
 pub use scenario::{
-    Distribution, Dur, IntOrPercent, Load, PortRef, PreStop, Probe, Protocol, RouterKind,
+    Clients, Distribution, Dur, IntOrPercent, Load, PortRef, PreStop, Probe, Protocol, RouterKind,
     RouterSpec, Scenario, ScenarioError, parse_duration, parse_signal,
 };

@@ -42,8 +42,14 @@ pub fn naive() -> Vec<String> {
     ]
 }
 
-/// The naive app under `lameduck run` with its drain proxy.
+/// The naive app under `lameduck run` with its drain proxy in HTTP mode.
 pub fn wrapped() -> Vec<String> {
+    wrapped_proxy("http")
+}
+
+/// The naive app under `lameduck run` with its drain proxy in `protocol` mode (`http`, `tcp`,
+/// `auto`).
+pub fn wrapped_proxy(protocol: &str) -> Vec<String> {
     let app = vec![
         lameduck_bin().into(),
         "demo-app".into(),
@@ -60,11 +66,9 @@ pub fn wrapped() -> Vec<String> {
     .iter()
     .map(|s| (*s).to_string())
     .collect();
-    v.extend([
-        "127.0.0.1:{port}=127.0.0.1:{app_port}".into(),
-        "--protocol".into(),
-        "http".into(),
-    ]);
+    v.push(format!(
+        "{protocol}:127.0.0.1:{{port}}=127.0.0.1:{{app_port}}"
+    ));
     v.extend(["--grace".into(), "30".into(), "--".into()]);
     v.extend(app);
     v

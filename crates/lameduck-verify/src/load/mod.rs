@@ -1,9 +1,16 @@
-//! The open-loop load generator.
+//! The load generator, in one of two client models ([`Clients`](crate::scenario::Clients)):
 //!
-//! Requests arrive at a fixed rate, spread evenly over `connections` keep-alive connections per
-//! router; an arrival is sent when it is due, whatever happened to the previous one (a refused
-//! connection costs one failed request, not a tight reconnect loop as with wrk). Clients behave
-//! like real ones:
+//! - open loop (default): requests arrive at a fixed rate, spread evenly over `connections`
+//!   keep-alive connections per router; an arrival is sent when it is due, whatever happened to
+//!   the previous one (a refused connection costs one failed request, not a tight reconnect
+//!   loop as with wrk);
+//! - closed loop: `connections` busy clients per router, each on its own keep-alive connection,
+//!   send their next request as soon as the previous one ended, at most `rate` in total. Their
+//!   connections are never idle, so a server's close races a request, as with wrk or a
+//!   production client at high load. A failing endpoint is retried as fast as it fails, so
+//!   there the rate is what bounds the failures.
+//!
+//! Both send every request through the same client, which behaves like a real one:
 //! - a connection the server closed (or answered with `Connection: close`, or a GOAWAY) is
 //!   replaced by a new one before the next request;
 //! - a request that hyper reports as *not sent* (the connection was already closed) is sent again
@@ -36,7 +43,7 @@ mod sessions;
 
 pub(crate) use pool::ClientPool;
 
-use dispatch::Dispatcher;
+use dispatch::{Dispatcher, Mix, Pacer};
 use sessions::{stream_session, websocket_session};
 
 /// How a request ended.
@@ -220,17 +227,22 @@ pub(crate) fn start(
     let interval = Duration::from_secs_f64((1.0 / per_router).min(3600.0));
     let now = Instant::now();
     for (i, target) in targets.iter().enumerate() {
+        let offset = interval.mul_f64(i as f64 / routers as f64);
         let dispatcher = Dispatcher {
             ctx: ctx.clone(),
             target: target.clone(),
-            path: Arc::from(load.path.as_str()),
-            slow_path: Arc::from(load.slow_path.as_str()),
-            slow_share: load.slow_share,
-            rng: StdRng::seed_from_u64(seed ^ (i as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D)),
+            mix: Mix {
+                path: Arc::from(load.path.as_str()),
+                slow_path: Arc::from(load.slow_path.as_str()),
+                slow_share: load.slow_share,
+                rng: StdRng::seed_from_u64(
+                    seed ^ (i as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D),
+                ),
+            },
+            pacer: Pacer::new(now + offset, interval),
             tracker: tracker.clone(),
         };
-        let offset = interval.mul_f64(i as f64 / routers as f64);
-        tracker.spawn(dispatcher.run(now + offset, interval, stop.clone()));
+        dispatcher.spawn(load.clients, load.connections as usize, stop.clone());
     }
     for i in 0..load.websockets as usize {
         let target = targets[i % targets.len()].clone();

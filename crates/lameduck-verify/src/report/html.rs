@@ -105,7 +105,7 @@ fn section(h: &mut String, r: &Report, idx: usize) {
     let _ = writeln!(
         h,
         "<p><code>{}</code><br>{} replicas, {} rolling update(s), maxSurge {}, maxUnavailable {}, grace {}, preStop {:?}; \
-         routers: {}; load {} req/s {}; seed {}.</p>",
+         routers: {}; load {} ({}); seed {}.</p>",
         esc(&sc.command.join(" ")),
         sc.replicas,
         sc.rollouts,
@@ -114,7 +114,7 @@ fn section(h: &mut String, r: &Report, idx: usize) {
         sc.grace,
         sc.pre_stop,
         esc(&routers.join(", ")),
-        sc.load.rate,
+        esc(&sc.load.clients_described()),
         sc.load.protocol,
         sc.seed
     );

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use crate::accounting::Report;
 use crate::load::Outcome;
+use crate::scenario::Clients;
 
 fn pct(n: u64, of: u64) -> String {
     if of == 0 {
@@ -43,14 +44,14 @@ pub fn render_terminal(reports: &[Report]) -> String {
         .collect();
     let _ = writeln!(
         out,
-        "lameduck verify: {} replicas, {} rolling update(s), maxSurge {} maxUnavailable {}, routers {}, propagation {}, {} req/s {}, seed {}",
+        "lameduck verify: {} replicas, {} rolling update(s), maxSurge {} maxUnavailable {}, routers {}, propagation {}, load {} ({}), seed {}",
         sc.replicas,
         sc.rollouts,
         sc.max_surge,
         sc.max_unavailable,
         routers.join(" + "),
         sc.propagation,
-        sc.load.rate,
+        sc.load.clients_described(),
         sc.load.protocol,
         sc.seed
     );
@@ -85,7 +86,14 @@ pub fn render_terminal(reports: &[Report]) -> String {
         "achieved rate (req/s)",
         reports
             .iter()
-            .map(|r| format!("{:.0} of {:.0}", r.load.achieved_rate, r.load.target_rate))
+            .map(|r| match r.scenario.load.clients {
+                Clients::Open => {
+                    format!("{:.0} of {:.0}", r.load.achieved_rate, r.load.target_rate)
+                }
+                Clients::Closed => {
+                    format!("{:.0} of ≤ {:.0}", r.load.achieved_rate, r.load.target_rate)
+                }
+            })
             .collect(),
     );
     row(

@@ -194,12 +194,54 @@ impl std::str::FromStr for Protocol {
     }
 }
 
+/// How the load's clients decide when to send.
+///
+/// Both models exist because they lose different requests: an open-loop client's keep-alive
+/// connections sit idle between arrivals and see a server's close before they send again,
+/// while a busy client's connection always has a request on its way, so a close that races it
+/// costs that request (as production clients at high load, and wrk, show).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Clients {
+    /// Open loop: requests arrive at `rate`, each sent when it is due whatever happened to the
+    /// earlier ones, over a shared pool of keep-alive connections.
+    #[default]
+    Open,
+    /// Closed loop: each of `connections` clients per router keeps one keep-alive connection
+    /// and sends its next request as soon as the previous one ended, at most `rate` in total.
+    Closed,
+}
+
+impl fmt::Display for Clients {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Open => "open",
+            Self::Closed => "closed",
+        })
+    }
+}
+
+impl std::str::FromStr for Clients {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "open" => Ok(Self::Open),
+            "closed" => Ok(Self::Closed),
+            o => Err(format!("unknown client model {o:?} (open, closed)")),
+        }
+    }
+}
+
 /// The load driven through the routers.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Load {
-    /// Requests per second over all routers (open loop).
+    /// Client model: open loop (the default) or busy closed-loop clients.
+    pub clients: Clients,
+    /// Requests per second over all routers: the arrival rate of the open loop, the most the
+    /// closed loop's clients may send.
     pub rate: f64,
-    /// Keep-alive connections per router.
+    /// Keep-alive connections per router: the open loop's shared pool, or the closed loop's
+    /// clients (one connection each).
     pub connections: u32,
     /// Protocol.
     pub protocol: Protocol,
@@ -311,6 +353,7 @@ impl Default for Scenario {
                 max: Dur(Duration::from_secs(3)),
             },
             load: Load {
+                clients: Clients::Open,
                 rate: 200.0,
                 connections: 8,
                 protocol: Protocol::Http1,
@@ -327,6 +370,23 @@ impl Default for Scenario {
                 stream_path: "/stream".into(),
             },
             max_failures: 0,
+        }
+    }
+}
+
+impl Load {
+    /// The client model in words, for reports: `open loop, 200 req/s` or `closed loop, 8 busy
+    /// connections per router, at most 200 req/s`.
+    #[must_use]
+    pub fn clients_described(&self) -> String {
+        match self.clients {
+            Clients::Open => format!("open loop, {} req/s", self.rate),
+            Clients::Closed => format!(
+                "closed loop, {} busy connection{} per router, at most {} req/s",
+                self.connections,
+                if self.connections == 1 { "" } else { "s" },
+                self.rate
+            ),
         }
     }
 }

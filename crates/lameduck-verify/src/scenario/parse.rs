@@ -218,6 +218,12 @@ impl Scenario {
             }
         }
         if let Some(l) = file.load {
+            if let Some(c) = l.clients {
+                sc.load.clients = c
+                    .value
+                    .parse()
+                    .map_err(|e| invalid(line_of(&c), format!("`load.clients`: {e}")))?;
+            }
             if let Some(r) = l.rate {
                 if !(r.value.is_finite() && r.value > 0.0 && r.value <= 100_000.0) {
                     return Err(invalid(
@@ -301,7 +307,7 @@ impl Scenario {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::Dur;
+    use crate::scenario::{Clients, Dur};
 
     fn parse(yaml: &str) -> Result<Scenario, ScenarioError> {
         Scenario::from_yaml(yaml, Path::new("s.yaml"))
@@ -325,6 +331,22 @@ mod tests {
         assert!(sc.routers[1].retry);
         assert!(sc.max_propagation() > Duration::from_secs(5));
         sc.validate().unwrap();
+    }
+
+    #[test]
+    fn client_model_is_open_unless_the_file_says_closed() {
+        assert_eq!(parse("replicas: 3\n").unwrap().load.clients, Clients::Open);
+        let sc = parse("load:\n  rate: 500\n  clients: closed\n").unwrap();
+        assert_eq!(sc.load.clients, Clients::Closed);
+        assert_eq!(
+            sc.load.clients_described(),
+            "closed loop, 8 busy connections per router, at most 500 req/s"
+        );
+        let err = parse("load:\n  rate: 5\n  clients: busy\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "s.yaml:3: `load.clients`: unknown client model \"busy\" (open, closed)"
+        );
     }
 
     #[test]

@@ -118,6 +118,7 @@ pub(super) struct FileRouter {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct FileLoad {
+    pub(super) clients: Option<S<String>>,
     pub(super) rate: Option<S<f64>>,
     pub(super) connections: Option<S<u32>>,
     pub(super) protocol: Option<Protocol>,
