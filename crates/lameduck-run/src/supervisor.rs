@@ -113,7 +113,8 @@ pub async fn run(builder: Builder, config: RunConfig) -> Result<u8, RunError> {
             .and_then(|l| l.local_addr().ok())
             .unwrap_or(proxy.spec.listen);
         tracing::info!(%listen, upstream = %proxy.spec.upstream, protocol = %proxy.protocol, accept_proxy_protocol = proxy.accept_proxy_protocol, threads, "drain proxy");
-        let metrics = metrics.for_listener(proxy.spec.listen);
+        // Labelled with the address bound: two `--proxy 127.0.0.1:0=…` stay apart.
+        let metrics = metrics.for_listener(listen);
         proxy::start(&lameduck, listeners, proxy, metrics)?;
         serves_http |= proxy.protocol.serves_http();
     }

@@ -318,7 +318,9 @@ impl RunArgs {
             }
             let overlaps = |other: &ProxyConfig| {
                 let (a, b) = (other.spec.listen, spec.listen);
+                // Port 0 asks the kernel for a free port: two such never collide.
                 a.port() == b.port()
+                    && a.port() != 0
                     && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
             };
             if let Some(other) = configs.iter().find(|other| overlaps(other)) {
@@ -523,6 +525,8 @@ mod tests {
                 .to_string()
                 .contains("no --proxy listens on port 9443")
         );
+        let kernel_picks = parse(&["--proxy", "127.0.0.1:0=8081,127.0.0.1:0=8082"], &[]);
+        assert_eq!(kernel_picks.unwrap().proxy_configs().unwrap().len(), 2);
         let configs = parse(&["--proxy", "8080=8081,tcp:5432=5433"], &[])
             .unwrap()
             .proxy_configs()

@@ -1,11 +1,16 @@
 //! Test support shared by lameduck's integration tests: child processes whose output can be
-//! awaited line by line, HTTP clients that expose what the server did to the connection, and
-//! waits bounded in count and time.
+//! awaited line by line, `lameduck run` under test, HTTP clients (async with hyper, blocking by
+//! hand) that expose what the server did to the connection, a temporary directory, and waits
+//! bounded in count and time.
 
+pub mod apps;
+pub mod blocking_http;
 mod child;
 mod http;
 #[cfg(feature = "k8s")]
 pub mod k8s;
+pub mod process;
+pub mod wrapper;
 
 pub use child::{Child, example_path};
 pub use http::{Http1Conn, Reply, get_once, raw_connect};

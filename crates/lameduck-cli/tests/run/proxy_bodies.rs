@@ -3,15 +3,14 @@
 //! client, and both keep their bodies and lengths intact over one client connection. (Reuse of
 //! upstream connections is asserted by the proxy's unit tests, where no idle timeout can race.)
 
-mod run_support;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 
-use run_support::{TempDir, Wrapper, free_addr};
+use lameduck_testkit::process::TempDir;
+use lameduck_testkit::wrapper::Wrapper;
 
 /// Answers by path: `POST /echo` with its body; `GET /chunked` in two chunks and a declared
 /// trailer field; `HEAD /` with a length and no body; anything else until it closes the
@@ -84,10 +83,11 @@ fn serve_framing_app(app: TcpListener) {
 #[test]
 fn bodies_keep_their_framing_on_both_paths_over_one_client_connection() {
     let dir = TempDir::new("framing");
-    let (listen, app) = (free_addr(), TcpListener::bind("127.0.0.1:0").unwrap());
+    let app = TcpListener::bind("127.0.0.1:0").unwrap();
     let upstream = app.local_addr().unwrap();
     serve_framing_app(app);
-    let mut wrapper = Wrapper::start_proxy(&dir, listen, upstream, &["--proxy-threads", "1"]);
+    let mut wrapper = Wrapper::start_proxy(&dir, upstream, &["--proxy-threads", "1"]);
+    let listen = wrapper.proxy_addr();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -2,8 +2,6 @@
 //! traffic through it while the wrapper drains, with real child processes, real signals (sent
 //! only to processes these tests started) and real loopback sockets.
 
-mod run_support;
-
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -13,9 +11,12 @@ use nix::sys::signal::Signal;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use run_support::{
-    Conn, LAMEDUCK, NAIVE_APP_LOGGING_STOP, TempDir, Wrapper, event, events, free_addr, get,
-    proxy_arg, serve_echo, serve_forwarded_for_echo, start_proxied_demo_app, wait_for,
+use crate::LAMEDUCK;
+use lameduck_testkit::apps::{serve_echo, serve_forwarded_for_echo};
+use lameduck_testkit::blocking_http::{Conn, get};
+use lameduck_testkit::process::{TempDir, event, events, wait_for};
+use lameduck_testkit::wrapper::{
+    NAIVE_APP_LOGGING_STOP, Wrapper, app_addr, start_proxied_demo_app,
 };
 
 #[test]
@@ -157,8 +158,8 @@ fn assert_stop_ends_websocket_with_going_away(wrapper: &mut Wrapper, listen: std
 #[test]
 fn a_websocket_cut_at_the_forced_close_ends_with_going_away() {
     let dir = TempDir::new("ws-forced");
-    let (listen, upstream) = (free_addr(), free_addr());
-    let proxy = proxy_arg(listen, upstream);
+    let upstream = app_addr();
+    let proxy = format!("127.0.0.1:0={upstream}");
     let up = upstream.to_string();
     let mut wrapper = Wrapper::start(
         &dir,
@@ -182,6 +183,7 @@ fn a_websocket_cut_at_the_forced_close_ends_with_going_away() {
             "ignore",
         ],
     );
+    let listen = wrapper.proxy_addr();
     wrapper.wait_ready();
     assert_stop_ends_websocket_with_going_away(&mut wrapper, listen);
     let log = wrapper.log_text();
@@ -195,12 +197,14 @@ fn a_websocket_cut_at_the_forced_close_ends_with_going_away() {
 #[test]
 fn upstream_connections_the_app_closes_are_replaced_without_failing_a_request() {
     let dir = TempDir::new("upstream-close");
-    let (listen, app) = (free_addr(), TcpListener::bind("127.0.0.1:0").unwrap());
+    let app = TcpListener::bind("127.0.0.1:0").unwrap();
     let upstream = app.local_addr().unwrap();
     let served = Arc::new(AtomicUsize::new(0));
     serve_forwarded_for_echo(app, Arc::clone(&served));
-    let mut wrapper = Wrapper::start_proxy(&dir, listen, upstream, &["--proxy-threads", "1"]);
-    let check = |response: std::io::Result<run_support::Response>, what: &str| {
+    let mut wrapper = Wrapper::start_proxy(&dir, upstream, &["--proxy-threads", "1"]);
+    let listen = wrapper.proxy_addr();
+    let check = |response: std::io::Result<lameduck_testkit::blocking_http::Response>,
+                 what: &str| {
         let response = response.unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(response.status, 200, "{what}: {}", response.body);
         assert!(response.body.starts_with('n'), "{what}: {}", response.body);
@@ -245,8 +249,7 @@ fn tcp_mode_passes_an_arbitrary_byte_stream() {
     let echo = TcpListener::bind("127.0.0.1:0").unwrap();
     let upstream = echo.local_addr().unwrap();
     serve_echo(echo, 4);
-    let listen = free_addr();
-    let proxy = proxy_arg(listen, upstream);
+    let proxy = format!("127.0.0.1:0={upstream}");
     let mut wrapper = Wrapper::start(
         &dir,
         &[
@@ -267,6 +270,7 @@ fn tcp_mode_passes_an_arbitrary_byte_stream() {
             "30",
         ],
     );
+    let listen = wrapper.proxy_addr();
     wrapper.wait_ready();
     let payload: Vec<u8> = (0..300_000_u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
@@ -301,8 +305,8 @@ fn tcp_mode_passes_an_arbitrary_byte_stream() {
 fn no_request_that_arrived_before_closing_fails() {
     let dir = TempDir::new("inflight");
     let log = dir.path("events");
-    let (listen, upstream) = (free_addr(), free_addr());
-    let proxy = proxy_arg(listen, upstream);
+    let upstream = app_addr();
+    let proxy = format!("127.0.0.1:0={upstream}");
     let (log_s, up_s) = (log.to_str().unwrap().to_owned(), upstream.to_string());
     let mut wrapper = Wrapper::start(
         &dir,
@@ -328,6 +332,7 @@ fn no_request_that_arrived_before_closing_fails() {
             &up_s,
         ],
     );
+    let listen = wrapper.proxy_addr();
     wrapper.wait_ready();
     let stop = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicUsize::new(0));
@@ -445,8 +450,9 @@ fn the_proxys_own_failures_are_counted_on_metrics() {
     };
 
     let dir = TempDir::new("failures-http");
-    let (listen, upstream) = (free_addr(), free_addr());
-    let mut wrapper = Wrapper::start_proxy(&dir, listen, upstream, &["--ready-url", &ready_url]);
+    let upstream = app_addr();
+    let mut wrapper = Wrapper::start_proxy(&dir, upstream, &["--ready-url", &ready_url]);
+    let listen = wrapper.proxy_addr();
     assert_eq!(failures(&wrapper, listen), [0, 0], "zero from the start");
     // Every drain setting and the supervisor's own timing rules are on /metrics too.
     let metrics = get(wrapper.admin, "/metrics").unwrap().body;
@@ -467,9 +473,9 @@ fn the_proxys_own_failures_are_counted_on_metrics() {
     wrapper.stop_at_once();
 
     let dir = TempDir::new("failures-tcp");
-    let listen = free_addr();
     let flags = ["--protocol", "tcp", "--ready-url", &ready_url];
-    let mut wrapper = Wrapper::start_proxy(&dir, listen, upstream, &flags);
+    let mut wrapper = Wrapper::start_proxy(&dir, upstream, &flags);
+    let listen = wrapper.proxy_addr();
     let mut client = std::net::TcpStream::connect(listen).unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -497,14 +503,14 @@ fn two_proxies_serve_and_drain_an_app_with_two_ports() {
     use std::io::{Read, Write};
 
     let dir = TempDir::new("two-proxies");
-    let (http_listen, http_app) = (free_addr(), TcpListener::bind("127.0.0.1:0").unwrap());
+    let http_app = TcpListener::bind("127.0.0.1:0").unwrap();
     let http_upstream = http_app.local_addr().unwrap();
     serve_forwarded_for_echo(http_app, Arc::new(AtomicUsize::new(0)));
-    let (tcp_listen, tcp_upstream) = (free_addr(), free_addr());
-    let tcp = format!("tcp:{}", proxy_arg(tcp_listen, tcp_upstream));
-    let http = proxy_arg(http_listen, http_upstream);
+    let tcp_upstream = app_addr();
+    let tcp = format!("tcp:127.0.0.1:0={tcp_upstream}");
+    let http = format!("127.0.0.1:0={http_upstream}");
     // Both in the environment variable, separated by a comma (repeated --proxy flags are in
-    // run_client_address.rs).
+    // client_address.rs).
     let proxies = format!("{http},{tcp}");
     let mut wrapper = Wrapper::start_with_env(
         &dir,
@@ -527,6 +533,10 @@ fn two_proxies_serve_and_drain_an_app_with_two_ports() {
     assert!(refused.is_some(), "{}", wrapper.log_text());
     serve_echo(TcpListener::bind(tcp_upstream).unwrap(), 100);
     wrapper.wait_ready();
+    let (http_listen, tcp_listen) = match wrapper.proxy_addrs()[..] {
+        [http, tcp] => (http, tcp),
+        ref other => panic!("two proxies, logged {other:?}"),
+    };
 
     let tcp_round_trip = |bytes: &[u8]| {
         let mut stream = std::net::TcpStream::connect(tcp_listen)?;

@@ -3,10 +3,6 @@
 //! load balancer in front (`--accept-proxy-protocol`, both modes; one test with a real HAProxy
 //! sending it, skipped with a notice when HAProxy is missing, except under `CI=true`).
 
-#![allow(clippy::unwrap_used)]
-
-mod run_support;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
@@ -15,7 +11,10 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use run_support::{Conn, Killed, TempDir, Wrapper, free_addr, serve_forwarded_for_echo, wait_for};
+use lameduck_testkit::apps::serve_forwarded_for_echo;
+use lameduck_testkit::blocking_http::Conn;
+use lameduck_testkit::process::{Killed, TempDir, wait_for};
+use lameduck_testkit::wrapper::{Wrapper, app_addr};
 
 /// The v2 (binary) PROXY protocol header of a TCP-over-IPv4 connection from `client` to
 /// `destination`, as an AWS NLB sends it (without its optional fields).
@@ -65,10 +64,10 @@ fn first_line_through_tcp_proxy(
     let app = TcpListener::bind("127.0.0.1:0").unwrap();
     let upstream = app.local_addr().unwrap();
     let first_line = first_line_echo_app(app);
-    let listen = free_addr();
     let mut args = vec!["--protocol", "tcp"];
     args.extend_from_slice(flags);
-    let mut wrapper = Wrapper::start_proxy(&dir, listen, upstream, &args);
+    let mut wrapper = Wrapper::start_proxy(&dir, upstream, &args);
+    let listen = wrapper.proxy_addr();
     let mut client = TcpStream::connect(listen).unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -93,10 +92,11 @@ fn first_line_through_tcp_proxy(
 #[test]
 fn http_mode_can_leave_the_client_address_out() {
     let dir = TempDir::new("xff-none");
-    let (listen, app) = (free_addr(), TcpListener::bind("127.0.0.1:0").unwrap());
+    let app = TcpListener::bind("127.0.0.1:0").unwrap();
     let upstream = app.local_addr().unwrap();
     serve_forwarded_for_echo(app, Arc::new(AtomicUsize::new(0)));
-    let mut wrapper = Wrapper::start_proxy(&dir, listen, upstream, &["--client-address", "none"]);
+    let mut wrapper = Wrapper::start_proxy(&dir, upstream, &["--client-address", "none"]);
+    let listen = wrapper.proxy_addr();
     let response = Conn::open(listen).unwrap().get("/").unwrap();
     assert_eq!(response.status, 200, "{}", response.body);
     assert!(
@@ -130,11 +130,12 @@ fn tcp_mode_names_the_client_in_a_proxy_protocol_header() {
 #[test]
 fn http_mode_takes_the_client_from_a_balancers_proxy_protocol_header() {
     let dir = TempDir::new("accept-proxy-http");
-    let (listen, app) = (free_addr(), TcpListener::bind("127.0.0.1:0").unwrap());
+    let app = TcpListener::bind("127.0.0.1:0").unwrap();
     let upstream = app.local_addr().unwrap();
     let served = Arc::new(AtomicUsize::new(0));
     serve_forwarded_for_echo(app, Arc::clone(&served));
-    let mut wrapper = Wrapper::start_proxy(&dir, listen, upstream, &["--accept-proxy-protocol"]);
+    let mut wrapper = Wrapper::start_proxy(&dir, upstream, &["--accept-proxy-protocol"]);
+    let listen = wrapper.proxy_addr();
 
     for (header, client) in [
         (
@@ -174,7 +175,9 @@ fn http_mode_takes_the_client_from_a_balancers_proxy_protocol_header() {
         before,
         "and does not reach the app"
     );
-    let metrics = run_support::get(wrapper.admin, "/metrics").unwrap().body;
+    let metrics = lameduck_testkit::blocking_http::get(wrapper.admin, "/metrics")
+        .unwrap()
+        .body;
     assert!(
         metrics.contains("\nlameduck_proxy_protocol_refused_total 1\n"),
         "the refusal is counted: {metrics}"
@@ -192,7 +195,7 @@ fn http_mode_takes_the_client_from_a_balancers_proxy_protocol_header() {
 #[test]
 fn the_proxy_protocol_can_be_required_on_one_port_only() {
     let dir = TempDir::new("accept-proxy-port");
-    let (plain, balanced) = (free_addr(), free_addr());
+    let (plain, balanced) = (app_addr(), app_addr());
     let app = TcpListener::bind("127.0.0.1:0").unwrap();
     let upstream = app.local_addr().unwrap();
     serve_forwarded_for_echo(app, Arc::new(AtomicUsize::new(0)));
@@ -272,12 +275,13 @@ fn a_real_haproxy_sending_the_proxy_protocol_is_understood() {
         return;
     };
     let dir = TempDir::new("accept-proxy-haproxy");
-    let (listen, app) = (free_addr(), TcpListener::bind("127.0.0.1:0").unwrap());
+    let app = TcpListener::bind("127.0.0.1:0").unwrap();
     let upstream = app.local_addr().unwrap();
     serve_forwarded_for_echo(app, Arc::new(AtomicUsize::new(0)));
-    let mut wrapper = Wrapper::start_proxy(&dir, listen, upstream, &["--accept-proxy-protocol"]);
+    let mut wrapper = Wrapper::start_proxy(&dir, upstream, &["--accept-proxy-protocol"]);
+    let listen = wrapper.proxy_addr();
 
-    let front = free_addr();
+    let front = app_addr();
     let config = dir.path("haproxy.cfg");
     std::fs::write(
         &config,

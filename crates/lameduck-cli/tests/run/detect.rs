@@ -1,10 +1,6 @@
 //! `--protocol auto`: each connection's first bytes choose the HTTP path or the TCP splice.
 //! Real HAProxy in TCP mode (kube-proxy's role) in front, real child processes, loopback only.
 
-#![allow(clippy::unwrap_used)]
-
-mod run_support;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
@@ -14,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use run_support::{Conn, Killed, LAMEDUCK, TempDir, Wrapper, free_addr, get, proxy_arg, wait_for};
+use crate::LAMEDUCK;
+use lameduck_testkit::blocking_http::{Conn, get};
+use lameduck_testkit::process::{Killed, TempDir, wait_for};
+use lameduck_testkit::wrapper::{Wrapper, app_addr};
 
 /// Busy keep-alive clients, as wrk runs them: each sends its next request as soon as the
 /// previous answer arrived.
@@ -47,13 +46,13 @@ fn spawn_quiet(command: &mut Command) -> Killed {
 /// them on a deleted pod. Returns what busy keep-alive clients saw through the rollout.
 fn roll_one_pod_behind_a_tcp_balancer(haproxy: &str, protocol: &str) -> Outcome {
     let dir = TempDir::new(&format!("detect-haproxy-{protocol}"));
-    let (listen, upstream, stays) = (free_addr(), free_addr(), free_addr());
+    let (upstream, stays) = (app_addr(), app_addr());
     let _stays = spawn_quiet(
         Command::new(LAMEDUCK)
             .args(["demo-app", "--listen"])
             .arg(stays.to_string()),
     );
-    let proxy = proxy_arg(listen, upstream);
+    let proxy = format!("127.0.0.1:0={upstream}");
     let up = upstream.to_string();
     let mut wrapper = Wrapper::start(
         &dir,
@@ -81,10 +80,11 @@ fn roll_one_pod_behind_a_tcp_balancer(haproxy: &str, protocol: &str) -> Outcome 
             "exit",
         ],
     );
+    let listen = wrapper.proxy_addr();
     wrapper.wait_ready();
     wait_for(Duration::from_secs(10), || get(stays, "/").ok()).expect("the staying pod serves");
 
-    let front = free_addr();
+    let front = app_addr();
     let config = dir.path("haproxy.cfg");
     std::fs::write(
         &config,
@@ -248,11 +248,12 @@ fn greeted_echo(listen: SocketAddr, bytes: &[u8]) -> (String, Vec<u8>) {
 #[test]
 fn auto_passes_server_first_tls_and_binary_protocols_through_untouched() {
     let dir = TempDir::new("detect-opaque");
-    let (listen, app) = (free_addr(), TcpListener::bind("127.0.0.1:0").unwrap());
+    let app = TcpListener::bind("127.0.0.1:0").unwrap();
     let upstream = app.local_addr().unwrap();
     // Readiness checks connect to the app too.
     serve_greeting_echo(app, 200);
-    let mut wrapper = Wrapper::start_proxy(&dir, listen, upstream, &["--detect-timeout", "200ms"]);
+    let mut wrapper = Wrapper::start_proxy(&dir, upstream, &["--detect-timeout", "200ms"]);
+    let listen = wrapper.proxy_addr();
 
     // Server-first: the client waits for the greeting before it says anything.
     let stream = TcpStream::connect_timeout(&listen, Duration::from_secs(2)).unwrap();

@@ -1,27 +1,25 @@
 //! `lameduck run` as a supervisor, and `sleep`, `wait` and `probe`, with real child processes,
 //! real signals (sent only to processes these tests started) and real loopback sockets. The
-//! drain proxy has its own file, `run_proxy.rs`.
+//! drain proxy has its own file, `proxy.rs`.
 //!
 //! Drain settings are short so the suite stays quick; assertions are about the order of events
 //! and counts, not speed.
 
-mod run_support;
-
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+use crate::LAMEDUCK;
+use lameduck_testkit::blocking_http::get;
+use lameduck_testkit::process::{TempDir, alive, children_of, event, events, running, wait_for};
+use lameduck_testkit::wrapper::{NAIVE_APP_LOGGING_STOP, Wrapper, app_addr, guard_pid, lameduck};
 use nix::sys::signal::Signal;
-use run_support::{
-    LAMEDUCK, NAIVE_APP_LOGGING_STOP, TempDir, Wrapper, alive, children_of, event, events,
-    free_addr, get, guard_pid, lameduck, proxy_arg, running, wait_for,
-};
 
 #[test]
 fn naive_app_answers_through_the_drain_and_is_stopped_after_it() {
     let dir = TempDir::new("naive");
     let log = dir.path("events");
-    let (listen, upstream) = (free_addr(), free_addr());
-    let proxy = proxy_arg(listen, upstream);
+    let upstream = app_addr();
+    let proxy = format!("127.0.0.1:0={upstream}");
     let (log_s, up_s) = (log.to_str().unwrap(), upstream.to_string());
     let mut wrapper = Wrapper::start(
         &dir,
@@ -45,6 +43,7 @@ fn naive_app_answers_through_the_drain_and_is_stopped_after_it() {
             &up_s,
         ],
     );
+    let listen = wrapper.proxy_addr();
     wrapper.wait_ready();
     assert_eq!(
         get(listen, "/").expect("request before the drain").status,
@@ -514,7 +513,7 @@ fn probe_and_sleep_helpers() {
         lameduck(&["probe", &tcp], Duration::from_secs(5)).0.code(),
         Some(0)
     );
-    let closed = format!("tcp://{}", free_addr());
+    let closed = format!("tcp://{}", app_addr());
     let refused = lameduck(&["probe", &closed], Duration::from_secs(5));
     assert_eq!(refused.0.code(), Some(1));
     assert!(refused.2.contains("cannot connect"), "{}", refused.2);
@@ -545,7 +544,7 @@ fn bad_input_is_one_clear_message_and_a_nonzero_exit() {
     let never = format!("echo started >> {}", marker.display());
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_addr = taken.local_addr().unwrap().to_string();
-    let proxy_taken = format!("{taken_addr}={}", free_addr());
+    let proxy_taken = format!("{taken_addr}={}", app_addr());
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
         (vec!["--min-wait", "soon"], 2, "\"soon\" is not a duration"),
         (vec!["--grace", "3"], 2, "grace period too small"),
