@@ -28,9 +28,11 @@ use crate::events::{EventKind, EventLog, PodId};
 use crate::routers::{Endpoint, PodDirectory, Propagator, draw, free_port};
 use crate::scenario::{Scenario, parse_signal};
 
+mod controller;
 mod kubelet;
 mod pod;
 
+use controller::{Seen, decide};
 pub(crate) use kubelet::http_get;
 use kubelet::{Kubelet, probe_loop};
 pub use pod::PodError;
@@ -286,6 +288,11 @@ impl Executor {
         let unavailable = self.sc.max_unavailable.resolve(self.sc.replicas, false) as usize;
         let min_ready = self.sc.min_ready.0;
         let mut new: Vec<(Arc<PodState>, Instant)> = Vec::new();
+        let seen = |p: &PodState, min_ready: Duration| Seen {
+            id: p.id,
+            ready: p.is_ready(),
+            available: p.available(min_ready),
+        };
         loop {
             self.sync_endpoints();
             for (p, since) in &new {
@@ -297,32 +304,27 @@ impl Executor {
                 .filter(|p| p.revision < revision && !p.is_terminating() && !p.has_exited())
                 .cloned()
                 .collect();
-            while old.len() + new.len() < n + surge && new.len() < n {
+            let decision = decide(
+                &old.iter()
+                    .map(|p| seen(p, Duration::ZERO))
+                    .collect::<Vec<_>>(),
+                &new.iter()
+                    .map(|(p, _)| seen(p, min_ready))
+                    .collect::<Vec<_>>(),
+                n,
+                surge,
+                unavailable,
+            );
+            for _ in 0..decision.create {
                 let p = self.spawn_pod(revision)?;
                 new.push((p, Instant::now()));
             }
-            let new_available = new.iter().filter(|(p, _)| p.available(min_ready)).count();
-            let old_available = old.iter().filter(|p| p.available(Duration::ZERO)).count();
-            let mut available = old_available + new_available;
-            let min_available = n.saturating_sub(unavailable);
-            // Unready old pods go first, then the oldest.
-            let mut victims = old.clone();
-            victims.sort_by_key(|p| (p.is_ready(), p.id));
-            for p in victims {
-                let counts = p.available(Duration::ZERO);
-                if counts && available <= min_available {
-                    break;
+            for id in &decision.delete {
+                if let Some(p) = old.iter().find(|p| p.id == *id) {
+                    self.terminate(p);
                 }
-                if counts {
-                    available -= 1;
-                }
-                self.terminate(&p);
             }
-            let old_left = self
-                .pods
-                .iter()
-                .any(|p| p.revision < revision && !p.is_terminating() && !p.has_exited());
-            if !old_left && new.len() == n && new_available == n {
+            if decision.done {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
