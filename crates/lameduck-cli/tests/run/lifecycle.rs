@@ -383,7 +383,10 @@ fn second_sigterm_stops_at_once() {
     wait_for(Duration::from_secs(5), || events(&log).first().cloned()).expect("app started");
     let pid: i32 = events(&log)[0].parse().unwrap();
     wrapper.signal(Signal::SIGTERM);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for(Duration::from_secs(5), || {
+        (wrapper.readyz() == Some(503)).then_some(())
+    })
+    .expect("the first SIGTERM starts the drain");
     assert!(
         wrapper.child.try_wait().unwrap().is_none(),
         "the first SIGTERM only drains"

@@ -365,10 +365,16 @@ fn no_request_that_arrived_before_closing_fails() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for(Duration::from_secs(5), || {
+        (ok.load(Ordering::Relaxed) >= 6).then_some(())
+    })
+    .expect("the clients are served before the drain");
     event(&log, "sigterm-sent");
     wrapper.signal(Signal::SIGTERM);
-    std::thread::sleep(Duration::from_millis(800));
+    wait_for(Duration::from_secs(5), || {
+        (wrapper.readyz() == Some(503)).then_some(())
+    })
+    .expect("the drain starts");
     // Slow requests that are still in flight when the drain wait ends.
     let slow: Vec<_> = (0..3)
         .map(|_| {
