@@ -9,8 +9,8 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 use lameduck_verify::{
-    Distribution, Dur, PortRef, PreStop, Protocol, Report, RouterKind, RouterSpec, RunOptions,
-    Scenario, VerifyError, parse_duration,
+    Distribution, Dur, Local, PortRef, PreStop, Protocol, Report, RouterKind, RouterSpec,
+    RunOptions, Scenario, VerifyError, parse_duration,
 };
 
 use crate::exit::Failure;
@@ -27,12 +27,24 @@ pub struct Args {
 #[command(after_help = "Examples:\n  \
     lameduck verify --demo\n  \
     lameduck verify --router l4 --propagation uniform:0.5s..3s -- ./app --port {port}\n  \
-    lameduck verify -f rollout.yaml --json > report.json\n\n\
+    lameduck verify -f rollout.yaml --json > report.json\n  \
+    lameduck verify -f deploy.yaml -f service.yaml --router l4,l7 -- ./my-app\n\n\
     Placeholders in the command: {port} (routers send here), {admin_port}, {app_port}, {pod}.")]
 struct Flags {
-    /// Scenario file (YAML); see docs/verify.md for its keys.
-    #[arg(short = 'f', long, value_name = "FILE")]
-    scenario: Option<PathBuf>,
+    /// A scenario file (YAML; see docs/verify.md for its keys) or Kubernetes manifests (a
+    /// Deployment, StatefulSet or Argo Rollout, with its Service beside it); repeatable.
+    /// Manifests override the scenario file.
+    #[arg(
+        short = 'f',
+        long = "file",
+        visible_alias = "scenario",
+        value_name = "FILE"
+    )]
+    files: Vec<PathBuf>,
+    /// Print the scenario the files and flags make (JSON) and what the manifests map
+    /// approximately or not at all, then exit without running.
+    #[arg(long)]
+    dry_run: bool,
     /// Run the built-in demo: a naive app bare, then under `lameduck run`, side by side.
     #[arg(long)]
     demo: bool,
@@ -148,9 +160,9 @@ fn dur(flag: &str, v: &str) -> Result<Dur, Failure> {
         .map_err(|e| usage(format!("--{flag}: {e}")))
 }
 
-/// Applies the flags on top of `sc`.
-fn apply(args: &Flags, sc: &mut Scenario) -> Result<(), Failure> {
-    if !args.command.is_empty() {
+/// Applies the flags on top of `sc`; the command after `--` too unless manifests took it.
+fn apply(args: &Flags, sc: &mut Scenario, command: bool) -> Result<(), Failure> {
+    if command && !args.command.is_empty() {
         sc.command.clone_from(&args.command);
     }
     if let Some(v) = args.replicas {
@@ -277,6 +289,57 @@ fn apply(args: &Flags, sc: &mut Scenario) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Reads the `-f` files: at most one scenario file (no `kind`), the base; then every Kubernetes
+/// manifest at once, over it. Returns the scenario and whether manifests gave the command.
+fn read_files(args: &Flags) -> Result<(Scenario, bool), Failure> {
+    let mut scenario: Option<Scenario> = None;
+    let mut manifests: Vec<(PathBuf, String)> = Vec::new();
+    for path in &args.files {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+        // Kubernetes objects have a `kind`; scenario files never do.
+        if lameduck_lint::load(&path.display().to_string(), &text)
+            .objects
+            .is_empty()
+        {
+            if scenario.is_some() {
+                return Err(usage(format!(
+                    "{}: a second scenario file (no Kubernetes `kind` in it); give one",
+                    path.display()
+                )));
+            }
+            scenario = Some(Scenario::from_yaml(&text, path).map_err(Failure::usage)?);
+        } else {
+            manifests.push((path.clone(), text));
+        }
+    }
+    let mut sc = scenario.unwrap_or_default();
+    if manifests.is_empty() {
+        return Ok((sc, false));
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| Failure::with_code(3, anyhow!("cannot find the lameduck binary: {e}")))?;
+    let sources: Vec<(&std::path::Path, &str)> = manifests
+        .iter()
+        .map(|(p, t)| (p.as_path(), t.as_str()))
+        .collect();
+    let notes = sc
+        .apply_manifests(
+            &sources,
+            &Local {
+                command: &args.command,
+                lameduck: &exe,
+                runnable: &lameduck_verify::runnable_here,
+            },
+        )
+        .map_err(Failure::usage)?;
+    // Listed once, before the run, on stderr so that `--json` stays one document.
+    for note in &notes {
+        eprintln!("{note}");
+    }
+    Ok((sc, true))
+}
+
 fn failure(e: VerifyError) -> Failure {
     match e {
         VerifyError::Scenario(_) | VerifyError::Pod(_) => Failure::usage(e),
@@ -292,19 +355,23 @@ pub fn main(args: Args) -> Result<ExitCode, Failure> {
         let exe = std::env::current_exe()
             .map_err(|e| Failure::with_code(3, anyhow!("cannot find the lameduck binary: {e}")))?;
         let (mut bare, mut wrapped) = lameduck_verify::demo_scenarios(&exe);
-        apply(&args, &mut bare)?;
-        apply(&args, &mut wrapped)?;
+        apply(&args, &mut bare, true)?;
+        apply(&args, &mut wrapped, true)?;
         vec![(bare, "naive app".into()), (wrapped, "lameduck run".into())]
     } else {
-        let mut sc = match &args.scenario {
-            Some(path) => Scenario::from_file(path).map_err(Failure::usage)?,
-            None => Scenario::default(),
-        };
-        apply(&args, &mut sc)?;
+        let (mut sc, manifests) = read_files(&args)?;
+        apply(&args, &mut sc, !manifests)?;
         vec![(sc, String::new())]
     };
     for (sc, _) in &runs {
         sc.validate().map_err(Failure::usage)?;
+    }
+    if args.dry_run {
+        let scenarios: Vec<&Scenario> = runs.iter().map(|(sc, _)| sc).collect();
+        let json = serde_json::to_string_pretty(&scenarios)
+            .map_err(|e| Failure::with_code(3, anyhow!("cannot print the scenario: {e}")))?;
+        out(&format!("{json}\n"));
+        return Ok(ExitCode::SUCCESS);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

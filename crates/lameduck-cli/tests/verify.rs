@@ -485,3 +485,124 @@ fn closed_clients_lose_a_request_per_pinned_connection_to_a_tcp_proxy_and_none_t
     );
     assert_eq!(failed(&http_closed), 0, "{}", summary(&http_closed));
 }
+
+/// The Deployment equivalent of `naive_app_loses_requests_in_l4_and_l7_mode`'s scenario.
+const NAIVE_DEPLOYMENT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../lameduck-verify/tests/fixtures/naive-deployment.yaml"
+);
+
+/// What a Deployment does not say, as flags: the naive test's routers, propagation and seed.
+const NAIVE_FLAGS: [&str; 6] = [
+    "--router",
+    "l4,l7",
+    "--propagation",
+    "uniform:0.5s..3s",
+    "--seed",
+    "1",
+];
+
+#[test]
+fn a_deployment_gives_the_scenario_of_the_hand_written_file_and_lists_what_it_leaves_out() {
+    let dir = temp_dir("manifest-scenario");
+    // The naive test's scenario, with the probe period a Deployment can express (1 s).
+    let yaml = scenario(
+        &naive(),
+        BOTH,
+        "uniform: {min: 0.5s, max: 3s}",
+        "readinessProbe:\n  path: /healthz\n  periodSeconds: 1s\n",
+        1,
+    );
+    let path = dir.join("naive.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let hand = lameduck(&["verify", "--dry-run", "-f", path.to_str().unwrap()]);
+    assert!(
+        hand.status.success(),
+        "{}",
+        String::from_utf8_lossy(&hand.stderr)
+    );
+    let mut args = vec!["verify", "--dry-run", "-f", NAIVE_DEPLOYMENT];
+    args.extend(NAIVE_FLAGS);
+    args.extend(["--", lameduck_bin()]);
+    let from_yaml = lameduck(&args);
+    let stderr = String::from_utf8_lossy(&from_yaml.stderr);
+    assert!(from_yaml.status.success(), "{stderr}");
+    let parse = |out: &std::process::Output| -> serde_json::Value {
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert_eq!(parse(&hand), parse(&from_yaml));
+    // Listed once, with its file and line.
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "{NAIVE_DEPLOYMENT}:35: not modelled: livenessProbe is not run: verify never restarts a pod"
+        )
+    );
+
+    // Bad manifests are one error naming the file and line, exit 2.
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(NAIVE_DEPLOYMENT)
+            .unwrap()
+            .replace("replicas: 3", "replicas: three"),
+    )
+    .unwrap();
+    let out = lameduck(&["verify", "-f", bad.to_str().unwrap(), "--", lameduck_bin()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}:10: `replicas` must be a whole number from 1 to 1000 to roll",
+            bad.display()
+        )),
+        "{stderr}"
+    );
+    // Without a local command, a program that is not on this machine is refused.
+    let out = lameduck(&["verify", "-f", NAIVE_DEPLOYMENT]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "naive-deployment.yaml:26: container \"app\" runs \"/usr/local/bin/lameduck\""
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_deployment_rolls_and_loses_requests_as_its_hand_written_scenario_does() {
+    let _serial = serial();
+    let mut args = vec![
+        "verify",
+        "--json",
+        "-q",
+        "--request-timeout",
+        "30s",
+        "-f",
+        NAIVE_DEPLOYMENT,
+    ];
+    args.extend(NAIVE_FLAGS);
+    args.extend(["--", lameduck_bin()]);
+    let out = lameduck(&args);
+    let reports = parse_reports(&out);
+    let rep = &reports[0];
+    // The assertions of `naive_app_loses_requests_in_l4_and_l7_mode`.
+    assert_eq!(out.status.code(), Some(1), "a run with failures exits 1");
+    assert!(router_failures(rep, 0) > 0, "L4: {}", summary(rep));
+    assert!(router_failures(rep, 1) > 0, "L7: {}", summary(rep));
+    assert!(rep["exposure"].as_f64().unwrap() > 0.5, "{}", summary(rep));
+    assert!(
+        rep["failures_by_phase"]["gone"].as_u64().unwrap_or(0) > 0,
+        "{}",
+        summary(rep)
+    );
+    let deleted = rep["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "pod_deleted")
+        .count();
+    assert_eq!(deleted, 3, "replicas: 3 from the Deployment");
+    eprintln!("from the Deployment: {}", summary(rep));
+}

@@ -77,10 +77,7 @@ impl<'a> Context<'a> {
                     .map(Vec::as_slice)
                     .unwrap_or_default()
                 {
-                    if selector
-                        .iter()
-                        .all(|pair| workloads[w].labels.contains(pair))
-                    {
+                    if service_selects(service, &workloads[w].labels) {
                         selected.push(w);
                         services_of[w].push(s);
                     }
@@ -215,6 +212,15 @@ impl<'a> Context<'a> {
             }),
         }
     }
+}
+
+/// Whether a Service's `spec.selector` (a plain map; none selects nothing here, as such a
+/// Service's endpoints are managed by hand) selects `labels`.
+pub fn service_selects(service: &Object, labels: &[(&str, &str)]) -> bool {
+    let selector = service.root.path(&["spec", "selector"]);
+    selector.is_some_and(|s| {
+        s.string_pairs().next().is_some() && s.string_pairs().all(|pair| labels.contains(&pair))
+    })
 }
 
 /// Whether a LabelSelector (`matchLabels` and `matchExpressions`) selects `labels`.

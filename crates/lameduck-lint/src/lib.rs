@@ -5,6 +5,10 @@
 //! runs every [`Check`] over all objects of a run (cross-object checks see every file), and
 //! [`output`] renders findings as text, JSON or SARIF 2.1.0. No I/O happens here: the CLI reads
 //! files and writes the output.
+//!
+//! The same reading serves `lameduck verify -f MANIFEST`: [`workload`] finds an object's pod
+//! template and reads its containers ([`Container`]: probes, preStop, ports, env, a `lameduck
+//! run` entrypoint), so a manifest means the same to both.
 
 mod checks;
 mod config;
@@ -20,9 +24,15 @@ mod yaml;
 
 pub use checks::{CHECKS, Check, IGNORE_ANNOTATION, find as find_check};
 pub use config::{Config, ConfigError};
+pub use context::{selects, service_selects};
 pub use finding::{Finding, ObjectRef, Severity, UnknownSeverity};
 pub use source::{InputError, Loaded, Object, load, load_all};
-pub use workload::{DRAIN_ANNOTATION, parse_duration};
+// The pod-template reading `lameduck verify -f` shares, so lint and verify read a manifest alike.
+pub use workload::{
+    Class, Container, DEFAULT_ADMIN_PORT, DEFAULT_GRACE, DRAIN_ANNOTATION, EnvVar, FieldError,
+    LameduckRun, PortSpec, PortValue, PreStop, PreStopKind, ProbeHandler, ProbeSpec, ProxyPorts,
+    Setting, Workload, parse_duration, probe_spec, workload,
+};
 pub use yaml::{Node, Pos, SyntaxError, Text, Value};
 
 /// Runs every enabled check over `objects` (all files of one run) and returns the findings,

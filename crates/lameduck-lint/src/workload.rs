@@ -7,7 +7,10 @@ mod container;
 use crate::source::Object;
 use crate::yaml::{Entry, Node};
 use container::container;
-pub use container::{Container, PreStopKind};
+pub use container::{
+    Container, DEFAULT_ADMIN_PORT, EnvVar, FieldError, LameduckRun, PortSpec, PortValue, PreStop,
+    PreStopKind, ProbeHandler, ProbeSpec, ProxyPorts, Setting, probe_spec,
+};
 
 /// Annotation declaring how long the app drains after SIGTERM, in seconds.
 pub const DRAIN_ANNOTATION: &str = "lameduck.dev/drain-seconds";

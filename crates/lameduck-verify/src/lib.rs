@@ -34,6 +34,7 @@ pub use rollout::PodError;
 pub use routers::RouterError;
 pub use run::{RunOptions, VerifyError, run};
 pub use scenario::{
-    Clients, Distribution, Dur, IntOrPercent, Load, PortRef, PreStop, Probe, Protocol, RouterKind,
-    RouterSpec, Scenario, ScenarioError, parse_duration, parse_signal,
+    Clients, Distribution, Dur, IntOrPercent, Load, Local, Note, NoteKind, PortRef, PreStop, Probe,
+    Protocol, RouterKind, RouterSpec, Scenario, ScenarioError, parse_duration, parse_signal,
+    runnable_here,
 };

@@ -4,7 +4,6 @@
 use super::{Check, Out, container_label};
 use crate::context::Context;
 use crate::finding::Severity;
-use crate::workload::Container;
 use crate::yaml::Node;
 
 pub(crate) static CHECK: Check = Check {
@@ -34,7 +33,7 @@ fn run(ctx: &Context<'_>, out: &mut Out) {
             for (_, workload) in ctx.workloads_of_service(s) {
                 for c in &workload.containers {
                     let Some(run) = &c.lameduck else { continue };
-                    let Some(target) = target_port(port, c) else {
+                    let Some(target) = c.target_port(port) else {
                         continue;
                     };
                     if run.proxies.iter().any(|p| p.listen == target) {
@@ -57,24 +56,4 @@ fn run(ctx: &Context<'_>, out: &mut Out) {
             }
         }
     }
-}
-
-/// The container port a Service port sends to: `targetPort` as a number, or the container
-/// port of that name, or else `port` itself (Kubernetes' default).
-fn target_port(port: &Node, container: &Container<'_>) -> Option<u16> {
-    let target = port.get("targetPort").or_else(|| port.get("port"))?;
-    if let Some(number) = target.as_i64() {
-        return u16::try_from(number).ok();
-    }
-    let name = target.as_str()?;
-    let declared = container
-        .node
-        .get("ports")
-        .map(Node::items)
-        .unwrap_or_default();
-    declared
-        .iter()
-        .find(|p| p.get("name").and_then(Node::as_str) == Some(name))
-        .and_then(|p| p.get("containerPort")?.as_i64())
-        .and_then(|number| u16::try_from(number).ok())
 }

@@ -27,6 +27,173 @@ pub struct Container<'a> {
     pub pre_stop: Option<PreStop>,
     /// The `lameduck run` entrypoint, if the container uses it.
     pub lameduck: Option<LameduckRun>,
+    /// `command` (the image's entrypoint when absent), strings only.
+    pub command: Option<Vec<String>>,
+    /// `args`, strings only.
+    pub args: Vec<String>,
+    /// `ports`: the ones with a `containerPort` number.
+    pub ports: Vec<PortSpec>,
+    /// `env`, in order.
+    pub env: Vec<EnvVar>,
+}
+
+/// A port as a probe, a hook or a Service's `targetPort` names it: a number, or the name of a
+/// container port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortValue {
+    /// A port number.
+    Number(i64),
+    /// The `name` of one of the container's ports.
+    Name(String),
+}
+
+impl PortValue {
+    /// Reads an IntOrString port.
+    pub fn read(node: &Node) -> Option<Self> {
+        node.as_i64()
+            .map(Self::Number)
+            .or_else(|| node.as_str().map(|s| Self::Name(s.to_owned())))
+    }
+}
+
+/// One of `ports`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSpec {
+    /// The list item.
+    pub pos: Pos,
+    /// `name`.
+    pub name: Option<String>,
+    /// `containerPort`.
+    pub number: i64,
+}
+
+/// One of `env`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvVar {
+    /// The list item.
+    pub pos: Pos,
+    /// `name`.
+    pub name: String,
+    /// `value`; `None` for `valueFrom` (known only in the cluster).
+    pub value: Option<String>,
+}
+
+/// What a probe runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeHandler {
+    /// `httpGet`.
+    Http {
+        /// `path` (`/` when absent, as the kubelet does).
+        path: String,
+        /// `port`.
+        port: Option<PortValue>,
+        /// `scheme: HTTPS`.
+        https: bool,
+        /// `host` or `httpHeaders` is set.
+        host_or_headers: bool,
+    },
+    /// `tcpSocket`.
+    Tcp {
+        /// `port`.
+        port: Option<PortValue>,
+    },
+    /// `exec`.
+    Exec {
+        /// `command`.
+        command: Vec<String>,
+    },
+    /// `grpc`.
+    Grpc {
+        /// `port`.
+        port: Option<PortValue>,
+    },
+    /// No handler the kubelet knows.
+    Missing,
+}
+
+/// A probe with the kubelet's defaults filled in (period 10 s, timeout 1 s, thresholds 1 and 3).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeSpec {
+    /// The probe's key.
+    pub pos: Pos,
+    /// What it runs.
+    pub handler: ProbeHandler,
+    /// `initialDelaySeconds`.
+    pub initial_delay: f64,
+    /// `periodSeconds`.
+    pub period: f64,
+    /// `timeoutSeconds`.
+    pub timeout: f64,
+    /// `successThreshold`.
+    pub success_threshold: i64,
+    /// `failureThreshold`.
+    pub failure_threshold: i64,
+}
+
+/// A field whose value is not what Kubernetes accepts there.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct FieldError {
+    /// The value.
+    pub pos: Pos,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Reads a probe, checking its numbers as the API server would (`periodSeconds: 0` or a
+/// string is refused there, so a run from it would prove nothing).
+pub fn probe_spec(entry: &Entry) -> Result<ProbeSpec, FieldError> {
+    let probe = &entry.value;
+    let number = |key: &str, default: i64, min: i64| -> Result<i64, FieldError> {
+        match probe.get(key) {
+            None => Ok(default),
+            Some(node) => node
+                .as_i64()
+                .filter(|n| *n >= min)
+                .ok_or_else(|| FieldError {
+                    pos: node.pos,
+                    message: format!("`{key}` must be a whole number of at least {min}"),
+                }),
+        }
+    };
+    let handler = if let Some(http) = probe.get("httpGet") {
+        ProbeHandler::Http {
+            path: http
+                .get("path")
+                .and_then(Node::as_str)
+                .unwrap_or("/")
+                .to_owned(),
+            port: http.get("port").and_then(PortValue::read),
+            https: http
+                .get("scheme")
+                .and_then(Node::as_str)
+                .is_some_and(|s| s.eq_ignore_ascii_case("https")),
+            host_or_headers: http.get("host").is_some() || http.get("httpHeaders").is_some(),
+        }
+    } else if let Some(tcp) = probe.get("tcpSocket") {
+        ProbeHandler::Tcp {
+            port: tcp.get("port").and_then(PortValue::read),
+        }
+    } else if let Some(exec) = probe.get("exec") {
+        ProbeHandler::Exec {
+            command: argv(exec, "command"),
+        }
+    } else if let Some(grpc) = probe.get("grpc") {
+        ProbeHandler::Grpc {
+            port: grpc.get("port").and_then(PortValue::read),
+        }
+    } else {
+        ProbeHandler::Missing
+    };
+    Ok(ProbeSpec {
+        pos: entry.key.pos,
+        handler,
+        initial_delay: number("initialDelaySeconds", 0, 0)? as f64,
+        period: number("periodSeconds", 10, 1)? as f64,
+        timeout: number("timeoutSeconds", 1, 1)? as f64,
+        success_threshold: number("successThreshold", 1, 1)?,
+        failure_threshold: number("failureThreshold", 3, 1)?,
+    })
 }
 
 /// What a preStop hook does.
@@ -59,6 +226,10 @@ pub struct PreStop {
     pub seconds: Option<f64>,
     /// For exec hooks: the program it runs.
     pub program: String,
+    /// For exec hooks: the whole command.
+    pub command: Vec<String>,
+    /// For `httpGet` hooks: the path (`/` when absent) and the port.
+    pub http: Option<(String, Option<PortValue>)>,
 }
 
 /// One `lameduck run` setting and where its value came from.
@@ -97,7 +268,20 @@ pub struct LameduckRun {
     pub flags: Vec<String>,
     /// The container's `LAMEDUCK_*` variables with literal values, in order.
     pub env: Vec<(String, String)>,
+    /// What `command` + `args` hold before `lameduck run` (an init such as tini), usually
+    /// nothing.
+    pub prefix: Vec<String>,
+    /// The `lameduck` program as written (`/usr/local/bin/lameduck`).
+    pub program: String,
+    /// The app's command line: what follows `--`.
+    pub app: Vec<String>,
+    /// Where the admin endpoints listen, as `--admin` or `LAMEDUCK_ADMIN_ADDR` says (`None`:
+    /// run's default, `0.0.0.0:8686`).
+    pub admin: Option<String>,
 }
+
+/// Where `lameduck run` serves its admin endpoints unless told otherwise.
+pub const DEFAULT_ADMIN_PORT: i64 = 8686;
 
 impl LameduckRun {
     /// Whether `lameduck run` could read its command line and variables: when not, its settings
@@ -118,6 +302,29 @@ pub struct ProxyPorts {
     pub upstream: u16,
 }
 
+impl Container<'_> {
+    /// The container port a Service port sends to: `targetPort` as a number, or the container
+    /// port of that name, or else `port` itself (Kubernetes' default).
+    pub fn target_port(&self, service_port: &Node) -> Option<u16> {
+        let target = service_port
+            .get("targetPort")
+            .or_else(|| service_port.get("port"))?;
+        self.port_number(&PortValue::read(target)?)
+    }
+
+    /// A port number, or the number of the container port of that name.
+    pub fn port_number(&self, port: &PortValue) -> Option<u16> {
+        match port {
+            PortValue::Number(n) => u16::try_from(*n).ok(),
+            PortValue::Name(name) => self
+                .ports
+                .iter()
+                .find(|p| p.name.as_deref() == Some(name.as_str()))
+                .and_then(|p| u16::try_from(p.number).ok()),
+        }
+    }
+}
+
 pub(super) fn container(node: &Node) -> Container<'_> {
     Container {
         node,
@@ -131,6 +338,34 @@ pub(super) fn container(node: &Node) -> Container<'_> {
             .and_then(|l| l.entry("preStop"))
             .and_then(pre_stop),
         lameduck: lameduck_run(node),
+        command: node.get("command").map(|_| argv(node, "command")),
+        args: argv(node, "args"),
+        ports: node
+            .get("ports")
+            .map(Node::items)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| {
+                Some(PortSpec {
+                    pos: p.pos,
+                    name: p.get("name").and_then(Node::as_str).map(str::to_owned),
+                    number: p.get("containerPort")?.as_i64()?,
+                })
+            })
+            .collect(),
+        env: node
+            .get("env")
+            .map(Node::items)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|e| {
+                Some(EnvVar {
+                    pos: e.pos,
+                    name: e.get("name")?.as_str()?.to_owned(),
+                    value: e.get("value").map(|v| v.as_str().unwrap_or("").to_owned()),
+                })
+            })
+            .collect(),
     }
 }
 
@@ -162,14 +397,24 @@ fn pre_stop(entry: &Entry) -> Option<PreStop> {
             kind: PreStopKind::SleepAction,
             seconds,
             program: String::new(),
+            command: Vec::new(),
+            http: None,
         });
     }
-    if hook.get("httpGet").is_some() {
+    if let Some(http) = hook.get("httpGet") {
         return Some(PreStop {
             pos,
             kind: PreStopKind::Http,
             seconds: None,
             program: String::new(),
+            command: Vec::new(),
+            http: Some((
+                http.get("path")
+                    .and_then(Node::as_str)
+                    .unwrap_or("/")
+                    .to_owned(),
+                http.get("port").and_then(PortValue::read),
+            )),
         });
     }
     let exec = hook.get("exec")?;
@@ -207,6 +452,8 @@ fn pre_stop(entry: &Entry) -> Option<PreStop> {
         kind,
         seconds,
         program,
+        command: cmd,
+        http: None,
     })
 }
 
@@ -248,6 +495,11 @@ fn lameduck_run(node: &Node) -> Option<LameduckRun> {
     let flags: Vec<String> = all[start + 2..]
         .iter()
         .take_while(|arg| **arg != "--")
+        .map(|arg| (*arg).to_owned())
+        .collect();
+    let app: Vec<String> = all[start + 2 + flags.len()..]
+        .iter()
+        .skip(1)
         .map(|arg| (*arg).to_owned())
         .collect();
     let mut env: Vec<(String, String)> = Vec::new();
@@ -312,6 +564,13 @@ fn lameduck_run(node: &Node) -> Option<LameduckRun> {
                 upstream: spec.upstream.port(),
             })
             .collect(),
+        admin: args
+            .as_ref()
+            .and_then(|args| args.admin.clone())
+            .or_else(|| lookup("LAMEDUCK_ADMIN_ADDR")),
+        prefix: all[..start].iter().map(|a| (*a).to_owned()).collect(),
+        program: all[start].to_owned(),
+        app,
         flags,
         env,
     })

@@ -1,8 +1,10 @@
 //! The scenario: what to run, how to roll it, which routers, which load.
 //!
 //! A scenario comes from a YAML file (keys mirror Kubernetes: `maxSurge`, `minReadySeconds`,
-//! `terminationGracePeriodSeconds`, ...), from flags, or both: flags override the file. Every
-//! error in a file names the file and the line of the offending key or value.
+//! `terminationGracePeriodSeconds`, ...), from Kubernetes manifests (a Deployment, StatefulSet
+//! or Argo Rollout: [`Scenario::apply_manifests`]), from flags, or all three: manifests override
+//! the file, flags override both. Every error in a file names the file and the line of the
+//! offending key or value.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,12 +14,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod distribution;
+mod manifest;
 mod parse;
 mod schema;
 mod validate;
 mod values;
 
 pub use distribution::Distribution;
+pub use manifest::{Local, Note, NoteKind, runnable_here};
 pub use values::{Dur, IntOrPercent, parse_duration, parse_signal};
 
 /// A scenario that could not be read or is impossible.
