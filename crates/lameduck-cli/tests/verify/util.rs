@@ -1,8 +1,6 @@
 //! Helpers of the `lameduck verify` tests: the binary, scenario files, JSON reports.
 
-#![allow(dead_code, clippy::unwrap_used)]
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
@@ -19,17 +17,6 @@ pub fn lameduck(args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .unwrap()
-}
-
-/// A fresh temporary directory for one test.
-pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "lameduck-verify-test-{}-{name}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// The naive app: dies at once on SIGTERM.
@@ -107,9 +94,10 @@ pub fn scenario(command: &[String], routers: &str, dist: &str, extra: &str, seed
 
 /// The result of one `lameduck verify --json` run.
 pub struct Run {
+    /// The exit code.
     pub code: i32,
+    /// The JSON reports, each checked by [`parse_reports`].
     pub reports: Vec<Value>,
-    pub stderr: String,
 }
 
 /// Parses the JSON reports and checks the accounting invariant of each.
@@ -158,7 +146,6 @@ pub fn verify_file(dir: &Path, name: &str, yaml: &str, extra: &[&str]) -> Run {
     Run {
         code: out.status.code().unwrap_or(-1),
         reports,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
 

@@ -2,11 +2,9 @@
 //! `lameduck run`), real loopback sockets, real signals. These tests assert counts and the
 //! accounting invariant, never timings.
 
-#![allow(clippy::unwrap_used)]
+use lameduck_testkit::process::TempDir;
 
-mod verify_util;
-
-use verify_util::*;
+use crate::util::*;
 
 /// Routers in every case: one L4 (router 0) and one L7 (router 1), so one run shows both modes.
 const BOTH: &str = "routers:\n  - kind: l4\n  - kind: l7\n";
@@ -14,9 +12,10 @@ const BOTH: &str = "routers:\n  - kind: l4\n  - kind: l7\n";
 #[test]
 fn naive_app_loses_requests_in_l4_and_l7_mode() {
     let _serial = serial();
-    let dir = temp_dir("naive");
+    let tmp = TempDir::new("verify-naive");
+    let dir = tmp.root();
     let yaml = scenario(&naive(), BOTH, "uniform: {min: 0.5s, max: 3s}", "", 1);
-    let r = verify_file(&dir, "naive.yaml", &yaml, &[]);
+    let r = verify_file(dir, "naive.yaml", &yaml, &[]);
     assert_eq!(r.code, 1, "a run with failures exits 1");
     let rep = &r.reports[0];
     assert!(router_failures(rep, 0) > 0, "L4: {}", summary(rep));
@@ -33,7 +32,8 @@ fn naive_app_loses_requests_in_l4_and_l7_mode() {
 #[test]
 fn naive_app_with_prestop_sleep_5_loses_only_pinned_l4_requests() {
     let _serial = serial();
-    let dir = temp_dir("sleep5");
+    let tmp = TempDir::new("verify-sleep5");
+    let dir = tmp.root();
     // Requests take 50 ms, so keep-alive connections are busy when the pod goes, as with wrk.
     let yaml = scenario(
         &naive(),
@@ -42,7 +42,7 @@ fn naive_app_with_prestop_sleep_5_loses_only_pinned_l4_requests() {
         "preStop:\n  sleep: 5s\nload:\n  rate: 300\n  path: /slow?ms=50\n",
         1,
     );
-    let r = verify_file(&dir, "sleep5.yaml", &yaml, &[]);
+    let r = verify_file(dir, "sleep5.yaml", &yaml, &[]);
     let rep = &r.reports[0];
     assert_eq!(
         router_failures(rep, 1),
@@ -68,7 +68,8 @@ fn naive_app_with_prestop_sleep_5_loses_only_pinned_l4_requests() {
 #[test]
 fn naive_app_with_prestop_sleep_5_loses_many_when_the_tail_exceeds_it() {
     let _serial = serial();
-    let dir = temp_dir("sleep5-tail");
+    let tmp = TempDir::new("verify-sleep5-tail");
+    let dir = tmp.root();
     let yaml = scenario(
         &naive(),
         BOTH,
@@ -76,7 +77,7 @@ fn naive_app_with_prestop_sleep_5_loses_many_when_the_tail_exceeds_it() {
         "preStop:\n  sleep: 5s\n",
         4,
     );
-    let r = verify_file(&dir, "tail.yaml", &yaml, &[]);
+    let r = verify_file(dir, "tail.yaml", &yaml, &[]);
     let rep = &r.reports[0];
     let failed = rep["load"]["failed"].as_u64().unwrap();
     // Seed 4 draws L7 withdrawals later than the sleep: it keeps routing to exited pods.
@@ -94,7 +95,8 @@ fn wrapped_app_loses_nothing_across_five_seeds() {
     if !run_available() {
         return;
     }
-    let dir = temp_dir("wrapped");
+    let tmp = TempDir::new("verify-wrapped");
+    let dir = tmp.root();
     for dist in [
         "uniform: {min: 0.5s, max: 3s}",
         "uniform: {min: 0.5s, max: 8s}",
@@ -111,7 +113,7 @@ fn wrapped_app_loses_nothing_across_five_seeds() {
                         "readinessProbe:\n  path: /readyz\n  port: admin\nload:\n  rate: 100\n",
                         seed,
                     );
-                    let dir = dir.clone();
+                    let dir = dir.to_path_buf();
                     let run = std::thread::spawn(move || {
                         verify_file(&dir, &format!("w{seed}.yaml"), &yaml, &[])
                     });
@@ -136,7 +138,8 @@ fn wrapped_app_loses_nothing_across_five_seeds() {
 #[test]
 fn steady_load_without_rollout_has_no_failures() {
     let _serial = serial();
-    let dir = temp_dir("steady");
+    let tmp = TempDir::new("verify-steady");
+    let dir = tmp.root();
     let yaml = scenario(
         &naive(),
         BOTH,
@@ -144,7 +147,7 @@ fn steady_load_without_rollout_has_no_failures() {
         "rollouts: 0\nload:\n  rate: 200\n  duration: 30s\n",
         1,
     );
-    let r = verify_file(&dir, "steady.yaml", &yaml, &[]);
+    let r = verify_file(dir, "steady.yaml", &yaml, &[]);
     let rep = &r.reports[0];
     assert_eq!(r.code, 0, "{}", summary(rep));
     assert_eq!(rep["load"]["failed"].as_u64(), Some(0));
@@ -186,10 +189,11 @@ fn demo_shows_bare_failures_and_wrapped_none() {
 #[test]
 fn flags_override_the_file_and_h2c_websocket_streaming_load_is_counted() {
     let _serial = serial();
-    let dir = temp_dir("kinds");
+    let tmp = TempDir::new("verify-kinds");
+    let dir = tmp.root();
     let yaml = scenario(&naive(), "routers:\n  - kind: l4\n", "fixed: 2s", "", 1);
     let r = verify_file(
-        &dir,
+        dir,
         "kinds.yaml",
         &yaml,
         &[
@@ -225,7 +229,8 @@ fn flags_override_the_file_and_h2c_websocket_streaming_load_is_counted() {
 #[test]
 fn bad_scenarios_and_commands_are_clear_errors() {
     let _serial = serial();
-    let dir = temp_dir("errors");
+    let tmp = TempDir::new("verify-errors");
+    let dir = tmp.root();
     let cases = [
         (
             "unknown.yaml",
@@ -305,7 +310,8 @@ fn bad_scenarios_and_commands_are_clear_errors() {
 #[test]
 fn a_command_that_does_not_listen_times_out_with_a_clear_error() {
     let _serial = serial();
-    let dir = temp_dir("silent");
+    let tmp = TempDir::new("verify-silent");
+    let dir = tmp.root();
     let yaml =
         "command: [sleep, '30', '{port}']\nstartupTimeout: 2s\nreadinessProbe:\n  path: /healthz\n";
     let path = dir.join("silent.yaml");
@@ -322,7 +328,8 @@ fn a_command_that_does_not_listen_times_out_with_a_clear_error() {
 #[test]
 fn kubelet_timeline_runs_prestop_exec_and_http_then_kills_at_the_grace() {
     let _serial = serial();
-    let dir = temp_dir("kubelet");
+    let tmp = TempDir::new("verify-kubelet");
+    let dir = tmp.root();
     let app = lameduck_bin();
     // preStop httpGet waits for a 1 s response; the app ignores SIGTERM, so SIGKILL ends it at
     // t0 + 3 s.
@@ -332,7 +339,7 @@ fn kubelet_timeline_runs_prestop_exec_and_http_then_kills_at_the_grace() {
          terminationGracePeriodSeconds: 3\npreStop:\n  httpGet: {{path: '/slow?ms=1000'}}\n\
          routers: [{{kind: l7}}]\npropagation: {{fixed: 0.2s}}\nload: {{rate: 50}}\nmaxFailures: 1000\n"
     );
-    let r = verify_file(&dir, "http.yaml", &yaml, &[]);
+    let r = verify_file(dir, "http.yaml", &yaml, &[]);
     let rep = &r.reports[0];
     let events = rep["events"].as_array().unwrap();
     let deleted: Vec<u64> = events
@@ -383,7 +390,7 @@ fn kubelet_timeline_runs_prestop_exec_and_http_then_kills_at_the_grace() {
         "preStop:\n  exec: [sh, -c, 'test -n \"{port}\" && exit 7']\nmaxFailures: 100000\n",
         1,
     );
-    let r = verify_file(&dir, "exec.yaml", &yaml, &[]);
+    let r = verify_file(dir, "exec.yaml", &yaml, &[]);
     let events = r.reports[0]["events"].as_array().unwrap().clone();
     let finished: Vec<&serde_json::Value> = events
         .iter()
@@ -396,7 +403,8 @@ fn kubelet_timeline_runs_prestop_exec_and_http_then_kills_at_the_grace() {
 #[test]
 fn l7_retries_are_reported_separately() {
     let _serial = serial();
-    let dir = temp_dir("retry");
+    let tmp = TempDir::new("verify-retry");
+    let dir = tmp.root();
     let yaml = scenario(
         &naive(),
         "routers:\n  - kind: l7\n    retry: true\n",
@@ -404,7 +412,7 @@ fn l7_retries_are_reported_separately() {
         "",
         1,
     );
-    let r = verify_file(&dir, "retry.yaml", &yaml, &[]);
+    let r = verify_file(dir, "retry.yaml", &yaml, &[]);
     let rep = &r.reports[0];
     // The router retried requests that hit an exited pod on another one: they succeeded, and
     // the report says how many needed it.
@@ -428,7 +436,8 @@ fn closed_clients_lose_a_request_per_pinned_connection_to_a_tcp_proxy_and_none_t
     if !run_available() {
         return;
     }
-    let dir = temp_dir("clients");
+    let tmp = TempDir::new("verify-clients");
+    let dir = tmp.root();
     // 20 ms requests: the 8 busy clients send about 340 a second (the cap, 1000, never binds),
     // while the open loop's 20 a second keeps each connection busy a twentieth of the time.
     let run = |name: &str, protocol: &str, load: &str, flags: &[&str]| {
@@ -441,7 +450,7 @@ fn closed_clients_lose_a_request_per_pinned_connection_to_a_tcp_proxy_and_none_t
             ),
             1,
         );
-        let r = verify_file(&dir, &format!("{name}.yaml"), &yaml, flags);
+        let r = verify_file(dir, &format!("{name}.yaml"), &yaml, flags);
         let rep = r.reports[0].clone();
         eprintln!("{name}: {}", summary(&rep));
         rep
@@ -504,7 +513,8 @@ const NAIVE_FLAGS: [&str; 6] = [
 
 #[test]
 fn a_deployment_gives_the_scenario_of_the_hand_written_file_and_lists_what_it_leaves_out() {
-    let dir = temp_dir("manifest-scenario");
+    let tmp = TempDir::new("verify-manifest-scenario");
+    let dir = tmp.root();
     // The naive test's scenario, with the probe period a Deployment can express (1 s).
     let yaml = scenario(
         &naive(),

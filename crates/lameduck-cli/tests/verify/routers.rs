@@ -3,11 +3,9 @@
 //! Needs Debian's `haproxy` and `nginx` packages: skipped with a notice when they are missing,
 //! except under `CI=true`.
 
-#![allow(clippy::unwrap_used)]
+use lameduck_testkit::process::TempDir;
 
-mod verify_util;
-
-use verify_util::*;
+use crate::util::*;
 
 const REAL: &str = "routers:\n  - kind: haproxy\n  - kind: nginx\n";
 
@@ -27,9 +25,10 @@ fn real_routers_naive_app_loses_requests() {
     if !real_routers_installed() {
         return;
     }
-    let dir = temp_dir("real-naive");
+    let tmp = TempDir::new("verify-real-naive");
+    let dir = tmp.root();
     let yaml = scenario(&naive(), REAL, "uniform: {min: 0.5s, max: 3s}", "", 1);
-    let r = verify_file(&dir, "naive.yaml", &yaml, &[]);
+    let r = verify_file(dir, "naive.yaml", &yaml, &[]);
     let rep = &r.reports[0];
     assert_eq!(r.code, 1);
     assert!(router_failures(rep, 0) > 0, "haproxy: {}", summary(rep));
@@ -42,7 +41,8 @@ fn real_routers_prestop_sleep_5_loses_none_at_3s_and_many_at_8s() {
     if !real_routers_installed() {
         return;
     }
-    let dir = temp_dir("real-sleep5");
+    let tmp = TempDir::new("verify-real-sleep5");
+    let dir = tmp.root();
     let yaml = scenario(
         &naive(),
         REAL,
@@ -50,7 +50,7 @@ fn real_routers_prestop_sleep_5_loses_none_at_3s_and_many_at_8s() {
         "preStop:\n  sleep: 5s\n",
         1,
     );
-    let r = verify_file(&dir, "sleep5.yaml", &yaml, &[]);
+    let r = verify_file(dir, "sleep5.yaml", &yaml, &[]);
     let rep = &r.reports[0];
     assert_eq!(rep["load"]["failed"].as_u64(), Some(0), "{}", summary(rep));
     assert_eq!(r.code, 0);
@@ -63,7 +63,7 @@ fn real_routers_prestop_sleep_5_loses_none_at_3s_and_many_at_8s() {
         "preStop:\n  sleep: 5s\n",
         4,
     );
-    let r = verify_file(&dir, "tail.yaml", &yaml, &[]);
+    let r = verify_file(dir, "tail.yaml", &yaml, &[]);
     let rep = &r.reports[0];
     assert!(
         rep["load"]["failed"].as_u64().unwrap() >= 50,
@@ -78,7 +78,8 @@ fn real_routers_wrapped_app_loses_nothing() {
     if !real_routers_installed() || !run_available() {
         return;
     }
-    let dir = temp_dir("real-wrapped");
+    let tmp = TempDir::new("verify-real-wrapped");
+    let dir = tmp.root();
     let runs: Vec<_> = [
         ("uniform: {min: 0.5s, max: 3s}", 1),
         ("uniform: {min: 0.5s, max: 8s}", 2),
@@ -92,7 +93,7 @@ fn real_routers_wrapped_app_loses_nothing() {
             "readinessProbe:\n  path: /readyz\n  port: admin\nload:\n  rate: 100\n",
             seed,
         );
-        let dir = dir.clone();
+        let dir = dir.to_path_buf();
         std::thread::spawn(move || {
             (
                 dist,

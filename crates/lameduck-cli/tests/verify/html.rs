@@ -1,13 +1,11 @@
 //! The HTML report of `lameduck verify` renders in a real browser (headless Chromium from
 //! Debian's `chromium` package): its timeline shows pods, router withdrawals and failures.
 
-#![allow(clippy::unwrap_used)]
-
-mod verify_util;
-
 use std::process::{Command, Stdio};
 
-use verify_util::*;
+use lameduck_testkit::process::TempDir;
+
+use crate::util::*;
 
 fn chromium() -> Option<&'static str> {
     let found = ["chromium", "chromium-browser", "google-chrome"]
@@ -27,7 +25,8 @@ fn chromium() -> Option<&'static str> {
 fn html_report_renders_timeline_in_headless_chromium() {
     let _serial = serial();
     let Some(browser) = chromium() else { return };
-    let dir = temp_dir("html");
+    let tmp = TempDir::new("verify-html");
+    let dir = tmp.root();
     let yaml = scenario(
         &naive(),
         "routers:\n  - kind: l4\n  - kind: l7\n",
