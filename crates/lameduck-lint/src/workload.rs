@@ -49,41 +49,13 @@ pub struct Workload<'a> {
     pub containers: Vec<Container<'a>>,
 }
 
-/// Parses `5s`, `500ms`, `1m30s`, `1h`, or plain seconds (`2.5`) into seconds.
+/// Parses `5s`, `500ms`, `1m30s`, `1h`, or plain seconds (`2.5`) into seconds: lameduck's one
+/// duration grammar (`lameduck_settings::parse_duration_value`), which `lameduck sleep` and `lameduck
+/// run` read too.
 pub fn parse_duration(text: &str) -> Option<f64> {
-    let t = text.trim();
-    if t.is_empty() || t.starts_with('-') {
-        return None;
-    }
-    if let Ok(secs) = t.parse::<f64>() {
-        return secs.is_finite().then_some(secs);
-    }
-    let mut total = 0.0;
-    let mut rest = t;
-    // Bounded: every round consumes at least one character.
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return None;
-        }
-        let number: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let factor = match &rest[..unit_len] {
-            "ms" => 0.001,
-            "s" | "sec" => 1.0,
-            "m" | "min" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += number * factor;
-        rest = &rest[unit_len..];
-    }
-    Some(total)
+    lameduck_settings::parse_duration_value(text)
+        .ok()
+        .map(|duration| duration.as_secs_f64())
 }
 
 /// Formats seconds for messages: `5s`, `2.5s`.

@@ -20,6 +20,7 @@ use crate::scenario::{RouterKind, Scenario};
 
 /// A router as reported.
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RouterInfo {
     /// Index.
     pub id: RouterId,
@@ -33,6 +34,7 @@ pub struct RouterInfo {
 
 /// A replica as reported.
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PodReport {
     /// Id (`pod-N`).
     pub id: PodId,
@@ -49,6 +51,7 @@ pub struct PodReport {
     /// t0 of its deletion.
     pub deleted: Option<f64>,
     /// preStop started / finished.
+    #[serde(serialize_with = "shape::span")]
     pub pre_stop: Option<(f64, f64)>,
     /// Stop signal sent.
     pub stop_signal: Option<f64>,
@@ -61,6 +64,7 @@ pub struct PodReport {
     /// Seconds from t0 to exit.
     pub termination_seconds: Option<f64>,
     /// When each router withdrew it (router id, time).
+    #[serde(serialize_with = "shape::withdrawals")]
     pub withdrawals: Vec<(RouterId, f64)>,
     /// The last withdrawal.
     pub last_withdrawal: Option<f64>,
@@ -78,6 +82,7 @@ pub struct PodReport {
 
 /// Totals of the load.
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct LoadReport {
     /// Requests started.
     pub started: u64,
@@ -94,6 +99,7 @@ pub struct LoadReport {
     /// Seconds of load.
     pub duration: f64,
     /// Latency of successful plain requests, milliseconds: p50, p99, max.
+    #[serde(serialize_with = "shape::latency")]
     pub latency_ms: [f64; 3],
     /// Requests by kind.
     pub by_kind: BTreeMap<&'static str, u64>,
@@ -101,6 +107,7 @@ pub struct LoadReport {
 
 /// Everything a run found.
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Report {
     /// The scenario run.
     pub scenario: Scenario,
@@ -135,6 +142,7 @@ pub struct Report {
     /// Changes a router failed to apply.
     pub router_errors: Vec<String>,
     /// Load start and stop (s since run start).
+    #[serde(serialize_with = "shape::window")]
     pub load_window: (f64, f64),
     /// What the testbed itself cost.
     pub testbed: TestbedCost,
@@ -142,6 +150,7 @@ pub struct Report {
 
 /// What the testbed itself (routers, load, accounting: this process, not the replicas) cost.
 #[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TestbedCost {
     /// CPU seconds (user + system) of this process during the run.
     pub cpu_seconds: f64,
@@ -383,5 +392,6 @@ pub(crate) fn account(inp: Inputs) -> Report {
     }
 }
 
+mod shape;
 #[cfg(test)]
 mod tests;

@@ -41,7 +41,7 @@ impl Default for Clock {
 
 /// What happened.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind")]
 pub enum EventKind {
     /// The load started.
     LoadStarted,

@@ -23,7 +23,7 @@ fn naive_app_loses_requests_in_l4_and_l7_mode() {
     assert!(rep["exposure"].as_f64().unwrap() > 0.5, "{}", summary(rep));
     // Failures hit pods that had already exited while routers still routed to them.
     assert!(
-        rep["failures_by_phase"]["gone"].as_u64().unwrap_or(0) > 0,
+        rep["failuresByPhase"]["gone"].as_u64().unwrap_or(0) > 0,
         "{}",
         summary(rep)
     );
@@ -57,7 +57,7 @@ fn naive_app_with_prestop_sleep_5_loses_only_pinned_l4_requests() {
     );
     // Lost when the pod stopped, on connections the L4 router had pinned long after withdrawal.
     assert_eq!(
-        rep["failures_by_class"]["refused"].as_u64().unwrap_or(0),
+        rep["failuresByClass"]["refused"].as_u64().unwrap_or(0),
         0,
         "{}",
         summary(rep)
@@ -83,7 +83,7 @@ fn naive_app_with_prestop_sleep_5_loses_many_when_the_tail_exceeds_it() {
     // Seed 4 draws L7 withdrawals later than the sleep: it keeps routing to exited pods.
     assert!(failed >= 50, "{}", summary(rep));
     assert!(
-        rep["exposure_by_router"]["1"].as_f64().unwrap() > 1.0,
+        rep["exposureByRouter"]["1"].as_f64().unwrap() > 1.0,
         "{}",
         summary(rep)
     );
@@ -219,7 +219,7 @@ fn flags_override_the_file_and_h2c_websocket_streaming_load_is_counted() {
     assert_eq!(rep["load"]["failed"].as_u64(), Some(0), "{}", summary(rep));
     for kind in ["plain", "slow", "websocket", "stream"] {
         assert!(
-            rep["load"]["by_kind"][kind].as_u64().unwrap_or(0) > 0,
+            rep["load"]["byKind"][kind].as_u64().unwrap_or(0) > 0,
             "{kind}: {}",
             summary(rep)
         );
@@ -344,7 +344,7 @@ fn kubelet_timeline_runs_prestop_exec_and_http_then_kills_at_the_grace() {
     let events = rep["events"].as_array().unwrap();
     let deleted: Vec<u64> = events
         .iter()
-        .filter(|e| e["kind"] == "pod_deleted")
+        .filter(|e| e["kind"] == "PodDeleted")
         .map(|e| e["pod"].as_u64().unwrap())
         .collect();
     assert_eq!(deleted.len(), 2);
@@ -355,12 +355,12 @@ fn kubelet_timeline_runs_prestop_exec_and_http_then_kills_at_the_grace() {
             .map(|e| e["kind"].as_str().unwrap())
             .collect();
         let order = [
-            "pod_deleted",
-            "pre_stop_started",
-            "pre_stop_finished",
-            "stop_signal",
-            "killed",
-            "exited",
+            "PodDeleted",
+            "PreStopStarted",
+            "PreStopFinished",
+            "StopSignal",
+            "Killed",
+            "Exited",
         ];
         let positions: Vec<usize> = order
             .iter()
@@ -372,12 +372,12 @@ fn kubelet_timeline_runs_prestop_exec_and_http_then_kills_at_the_grace() {
         );
         let finished = events
             .iter()
-            .find(|e| e["pod"].as_u64() == Some(*pod) && e["kind"] == "pre_stop_finished")
+            .find(|e| e["pod"].as_u64() == Some(*pod) && e["kind"] == "PreStopFinished")
             .unwrap();
         assert_eq!(finished["ok"], true);
         let exited = events
             .iter()
-            .find(|e| e["pod"].as_u64() == Some(*pod) && e["kind"] == "exited")
+            .find(|e| e["pod"].as_u64() == Some(*pod) && e["kind"] == "Exited")
             .unwrap();
         assert_eq!(exited["signal"], 9, "killed by SIGKILL");
     }
@@ -394,7 +394,7 @@ fn kubelet_timeline_runs_prestop_exec_and_http_then_kills_at_the_grace() {
     let events = r.reports[0]["events"].as_array().unwrap().clone();
     let finished: Vec<&serde_json::Value> = events
         .iter()
-        .filter(|e| e["kind"] == "pre_stop_finished")
+        .filter(|e| e["kind"] == "PreStopFinished")
         .collect();
     assert_eq!(finished.len(), 3);
     assert!(finished.iter().all(|e| e["ok"] == false));
@@ -417,7 +417,7 @@ fn l7_retries_are_reported_separately() {
     // The router retried requests that hit an exited pod on another one: they succeeded, and
     // the report says how many needed it.
     assert!(
-        rep["load"]["ok_after_retry"].as_u64().unwrap() > 0,
+        rep["load"]["okAfterRetry"].as_u64().unwrap() > 0,
         "{}",
         summary(rep)
     );
@@ -480,7 +480,7 @@ fn closed_clients_lose_a_request_per_pinned_connection_to_a_tcp_proxy_and_none_t
         summary(&tcp_closed)
     );
     assert_eq!(
-        tcp_closed["failures_by_class"]["reset"].as_u64(),
+        tcp_closed["failuresByClass"]["reset"].as_u64(),
         Some(failed(&tcp_closed)),
         "written, then cut: {}",
         summary(&tcp_closed)
@@ -603,7 +603,7 @@ fn a_deployment_rolls_and_loses_requests_as_its_hand_written_scenario_does() {
     assert!(router_failures(rep, 1) > 0, "L7: {}", summary(rep));
     assert!(rep["exposure"].as_f64().unwrap() > 0.5, "{}", summary(rep));
     assert!(
-        rep["failures_by_phase"]["gone"].as_u64().unwrap_or(0) > 0,
+        rep["failuresByPhase"]["gone"].as_u64().unwrap_or(0) > 0,
         "{}",
         summary(rep)
     );
@@ -611,7 +611,7 @@ fn a_deployment_rolls_and_loses_requests_as_its_hand_written_scenario_does() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["kind"] == "pod_deleted")
+        .filter(|e| e["kind"] == "PodDeleted")
         .count();
     assert_eq!(deleted, 3, "replicas: 3 from the Deployment");
     eprintln!("from the Deployment: {}", summary(rep));

@@ -100,7 +100,18 @@ pub struct Run {
     pub reports: Vec<Value>,
 }
 
-/// Parses the JSON reports and checks the accounting invariant of each.
+/// The published schema of `--json`.
+fn report_schema() -> &'static jsonschema::Validator {
+    static SCHEMA: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let text = include_str!("../../../../docs/schema/verify-report.schema.json");
+        let schema: Value = serde_json::from_str(text).unwrap();
+        jsonschema::options().build(&schema).unwrap()
+    })
+}
+
+/// Parses the JSON reports, checks them against the published schema and checks the
+/// accounting invariant of each.
 pub fn parse_reports(out: &Output) -> Vec<Value> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
@@ -109,6 +120,15 @@ pub fn parse_reports(out: &Output) -> Vec<Value> {
             String::from_utf8_lossy(&out.stderr)
         )
     });
+    let errors: Vec<String> = report_schema()
+        .iter_errors(&v)
+        .take(10)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "the report breaks its schema: {errors:#?}"
+    );
     let reports = v.as_array().unwrap().clone();
     for r in &reports {
         let load = &r["load"];
@@ -118,7 +138,7 @@ pub fn parse_reports(out: &Output) -> Vec<Value> {
             load["failed"].as_u64().unwrap(),
         );
         assert_eq!(started, ok + failed, "accounting invariant");
-        assert_eq!(r["invariant_holds"], true);
+        assert_eq!(r["invariantHolds"], true);
         assert_eq!(r["failures"].as_array().unwrap().len() as u64, failed);
         assert!(started > 0);
     }
@@ -151,7 +171,7 @@ pub fn verify_file(dir: &Path, name: &str, yaml: &str, extra: &[&str]) -> Run {
 
 /// Failures seen through router `id`.
 pub fn router_failures(report: &Value, id: u64) -> u64 {
-    report["failures_by_router"][id.to_string()]
+    report["failuresByRouter"][id.to_string()]
         .as_u64()
         .unwrap_or(0)
 }
@@ -162,9 +182,9 @@ pub fn summary(r: &Value) -> String {
         "started {} failed {} by class {} by router {} by phase {} exposure {:.2}",
         r["load"]["started"],
         r["load"]["failed"],
-        r["failures_by_class"],
-        r["failures_by_router"],
-        r["failures_by_phase"],
+        r["failuresByClass"],
+        r["failuresByRouter"],
+        r["failuresByPhase"],
         r["exposure"].as_f64().unwrap_or(0.0)
     )
 }

@@ -166,3 +166,41 @@ fn a_clean_rollout_passes_and_an_exit_after_the_load_exposes_nothing() {
     assert_eq!(teardown.exposure, 0.0);
     assert_eq!(teardown.load.achieved_rate, 1.0 / 12.0);
 }
+
+/// The report's JSON follows the published schema (docs/schema/verify-report.schema.json),
+/// and reads like Kubernetes: camelCase keys, `maxSurge: "25%"`, events by reason.
+#[test]
+fn the_json_report_follows_its_published_schema() {
+    let schema: serde_json::Value = serde_json::from_str(include_str!(
+        "../../../../docs/schema/verify-report.schema.json"
+    ))
+    .unwrap();
+    let validator = jsonschema::options().build(&schema).unwrap();
+    let records = vec![
+        record(5.0, 1, 0, Outcome::Ok),
+        record(11.5, 1, 1, Outcome::Reset),
+        record(12.2, 1, 1, Outcome::Refused),
+    ];
+    let report = rollout(records, 3, 20.0);
+    let json: serde_json::Value =
+        serde_json::from_str(&crate::report::render_json(&[report])).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&json)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{json:#}");
+    let report = &json[0];
+    assert_eq!(report["scenario"]["strategy"]["maxSurge"], "25%");
+    assert!(report["failuresByClass"]["reset"].is_u64());
+    assert!(
+        report["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "PodDeleted")
+    );
+    // A schema that lets anything through would prove nothing: a Rust-shaped field fails it.
+    let mut rusty = json.clone();
+    rusty[0]["scenario"]["strategy"]["maxSurge"] = serde_json::json!({"Int": 1});
+    assert!(!validator.is_valid(&rusty));
+}

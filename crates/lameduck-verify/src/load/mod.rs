@@ -105,6 +105,7 @@ pub enum RequestKind {
 
 /// One request, started and ended.
 #[derive(Clone, Copy, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Record {
     /// Start, in seconds since the start of the run.
     pub t: f64,

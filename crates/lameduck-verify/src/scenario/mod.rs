@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod distribution;
+mod json;
 mod manifest;
 mod parse;
 mod schema;
@@ -117,17 +118,20 @@ pub struct RouterSpec {
     /// L7 only: retry an idempotent request once on another endpoint after an upstream failure.
     pub retry: bool,
     /// Propagation delay of this group, instead of the scenario's.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub propagation: Option<Distribution>,
 }
 
-/// The preStop hook.
+/// The preStop hook (serialized as the file writes it: `sleep`, `exec`, `httpGet`).
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub enum PreStop {
     /// Native `preStop: sleep` (KEP-3960).
     Sleep(Dur),
     /// `preStop: exec` with a command (placeholders substituted).
     Exec(Vec<String>),
     /// `preStop: httpGet` to a path on a port of the pod.
+    #[serde(rename = "httpGet")]
     Http {
         /// Path, e.g. `/prestop`.
         path: String,
@@ -150,7 +154,7 @@ pub enum PortRef {
 }
 
 /// The readiness probe of new pods.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Probe {
     /// HTTP path; a TCP connect check when `None`.
     pub path: Option<String>,
@@ -237,7 +241,7 @@ impl std::str::FromStr for Clients {
 }
 
 /// The load driven through the routers.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Load {
     /// Client model: open loop (the default) or busy closed-loop clients.
     pub clients: Clients,
@@ -273,11 +277,10 @@ pub struct Load {
     pub stream_path: String,
 }
 
-/// Everything a run needs.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// Everything a run needs. Serialized in the scenario file's shape (`json.rs`).
+#[derive(Clone, Debug, PartialEq)]
 pub struct Scenario {
     /// Where it came from (file path or `<flags>`), for error messages.
-    #[serde(skip)]
     pub source: PathBuf,
     /// Command of a replica, with `{port}`, `{admin_port}`, `{app_port}`, `{pod}` placeholders.
     pub command: Vec<String>,

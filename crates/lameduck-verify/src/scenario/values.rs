@@ -66,7 +66,7 @@ impl<'de> Deserialize<'de> for Dur {
 }
 
 /// A count or a percentage of replicas (`1`, `"25%"`), as Kubernetes' `IntOrString`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IntOrPercent {
     /// An absolute count.
     Int(u32),
