@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use super::ports::{loopback_proxy, map_ports};
 use super::*;
 use crate::scenario::{Clients, Distribution, RouterKind};
 
