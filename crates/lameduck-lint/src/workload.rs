@@ -3,6 +3,7 @@
 //! resources embedding a pod template are covered too.
 
 mod container;
+mod lameduck_run;
 
 use crate::source::Object;
 use crate::yaml::{Entry, Node};
