@@ -44,7 +44,7 @@ for path in glob.glob(f"{out}/{rate}-{mn}-{quiet}-*.json"):
     for report in json.load(open(path)):
         failed += report["load"]["failed"]
         started += report["load"]["started"]
-        for name, count in report["failures_by_class"].items():
+        for name, count in report["failuresByClass"].items():
             classes[name] = classes.get(name, 0) + count
         exits += [p["exited"] - p["deleted"] for p in report["pods"] if p.get("deleted") is not None and p.get("exited") is not None]
 mean = sum(exits) / len(exits) if exits else float("nan")

@@ -47,8 +47,8 @@ rows = []
 for i in range(1, rounds + 1):
     r = json.load(open(f"{out}/scale-{i}.json"))[0]
     l, t = r["load"], r["testbed"]
-    rows.append((l["started"], l["achieved_rate"], l["failed"], l["latency_ms"][0], l["latency_ms"][1],
-                 t["cpu_seconds"], t["wall_seconds"], t["accounting_seconds"] * 1000, t["records"]))
+    rows.append((l["started"], l["achievedRate"], l["failed"], l["latencyMs"]["p50"], l["latencyMs"]["p99"],
+                 t["cpuSeconds"], t["wallSeconds"], t["accountingSeconds"] * 1000, t["records"]))
 print("| round | requests | achieved req/s | failed | p50 ms | p99 ms | testbed CPU s | wall s | CPU share of 2 cores | accounting ms |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 for i, x in enumerate(rows, 1):
