@@ -268,10 +268,7 @@ fn tcp_mode_passes_on_or_strips_a_balancers_proxy_protocol_header() {
 /// the client's 127.0.0.1 instead.
 #[test]
 fn a_real_haproxy_sending_the_proxy_protocol_is_understood() {
-    let found = lameduck_testkit::installed("haproxy");
-    let Some(haproxy) =
-        lameduck_testkit::needed_or_skip(found, "haproxy", "apt-get install haproxy")
-    else {
+    let Some(haproxy) = crate::haproxy() else {
         return;
     };
     let dir = TempDir::new("accept-proxy-haproxy");

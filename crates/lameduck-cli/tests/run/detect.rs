@@ -171,10 +171,7 @@ fn busy_client(front: SocketAddr, stop: &AtomicBool, ok: &AtomicUsize, failed: &
 /// `Connection: close`, so none is lost.
 #[test]
 fn behind_a_tcp_balancer_tcp_mode_loses_busy_keep_alive_requests_and_auto_loses_none() {
-    let found = lameduck_testkit::installed("haproxy");
-    let Some(haproxy) =
-        lameduck_testkit::needed_or_skip(found, "haproxy", "apt-get install haproxy")
-    else {
+    let Some(haproxy) = crate::haproxy() else {
         return;
     };
     let haproxy = haproxy.to_str().expect("utf-8 path").to_owned();

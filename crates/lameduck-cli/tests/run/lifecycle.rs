@@ -630,11 +630,6 @@ fn bad_input_is_one_clear_message_and_a_nonzero_exit() {
             "is not [PROTOCOL:]LISTEN=UPSTREAM",
         ),
         (
-            vec!["--proxy", "udp:18080=18081"],
-            2,
-            "\"udp\" is not a proxy protocol",
-        ),
-        (
             vec!["--proxy", "18080=18081", "--proxy", "127.0.0.1:18080=18082"],
             2,
             "listen on the same port",

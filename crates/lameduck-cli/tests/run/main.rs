@@ -13,3 +13,9 @@ mod proxy_bodies;
 
 /// The `lameduck` binary under test, for commands that run it as an app or a helper.
 const LAMEDUCK: &str = env!("CARGO_BIN_EXE_lameduck");
+
+/// Debian's HAProxy, or `None` after a notice (a failure under `CI=true`, which installs it).
+fn haproxy() -> Option<std::path::PathBuf> {
+    let found = lameduck_testkit::installed("haproxy");
+    lameduck_testkit::needed_or_skip(found, "haproxy", "apt-get install haproxy")
+}
