@@ -34,6 +34,8 @@ pub struct Child {
     lines: Receiver<String>,
     stdout: Vec<String>,
     stderr: Arc<Mutex<String>>,
+    /// Signalled when the stderr reader reached the end of the pipe.
+    stderr_done: Receiver<()>,
 }
 
 impl Child {
@@ -69,22 +71,25 @@ impl Child {
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut err_pipe = child.stderr.take().expect("piped stderr");
         let sink = Arc::clone(&stderr);
+        let (done, stderr_done) = channel();
         std::thread::spawn(move || {
             let mut buf = [0_u8; 4096];
             while let Ok(n) = err_pipe.read(&mut buf) {
                 if n == 0 {
-                    return;
+                    break;
                 }
                 sink.lock()
                     .expect("stderr lock")
                     .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
+            let _ = done.send(());
         });
         Ok(Self {
             child,
             lines,
             stdout: Vec::new(),
             stderr,
+            stderr_done,
         })
     }
 
@@ -128,12 +133,15 @@ impl Child {
         line.trim().parse().expect("an address")
     }
 
-    /// Waits for the child to exit, at most `limit`; returns its status and when it exited,
-    /// measured from the spawn.
+    /// Waits for the child to exit, at most `limit`, and then for the rest of its stderr (at
+    /// most 2 s more: a process it left behind may hold the pipe), so [`Child::stderr`] holds
+    /// everything it wrote; an exit seen before the reader thread read the last bytes made a
+    /// test find an empty message.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + limit;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
+                let _ = self.stderr_done.recv_timeout(Duration::from_secs(2));
                 return Some(status);
             }
             if Instant::now() >= deadline {
